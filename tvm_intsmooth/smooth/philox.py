@@ -1,0 +1,106 @@
+"""Philox-4x32-10, the counter-based generator of Random123 (Salmon et al., SC'11), two ways.
+
+:func:`philox4x32` is the numpy reference. :func:`emit_philox4x32` emits the same function as TIR
+``Bind`` statements for a PrimFunc under construction, in the form that TIR computes exactly: every
+32-bit word lives in an int64 with a value in ``[0, 2^32)``, the 32 x 32 -> 64 bit product is
+assembled from 16-bit halves of the counter word (no intermediate reaches 2^49), and sums are
+masked to 32 bits instead of being left to wrap around. Chained uint32/uint64 wrap-around is what
+goes wrong in TIR (see tests/test_philox.py), so nothing here relies on it.
+
+One Philox-4x32 round maps counter words (c0, c1, c2, c3) and key words (k0, k1) to::
+
+    hi0, lo0 = mulhilo(M0, c0);  hi1, lo1 = mulhilo(M1, c2)
+    (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
+
+and the key is bumped by the Weyl constants (W0, W1) before every round after the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from tvm import tirx
+from tvm.tirx.script import builder as T
+
+PHILOX_M0 = 0xD2511F53
+PHILOX_M1 = 0xCD9E8D57
+PHILOX_W0 = 0x9E3779B9
+PHILOX_W1 = 0xBB67AE85
+WORD_MASK = 0xFFFFFFFF
+DEFAULT_ROUNDS = 10
+
+
+def philox4x32(counter: np.ndarray, key: np.ndarray, rounds: int = DEFAULT_ROUNDS) -> np.ndarray:
+    """Philox-4x32 of ``counter[..., 4]`` under ``key[..., 2]`` (uint32 words, broadcast).
+
+    Returns the four output words as a uint32 array of shape ``broadcast(...) + (4,)``.
+    """
+    ctr = np.asarray(counter, dtype=np.uint32).astype(np.uint64)
+    k = np.asarray(key, dtype=np.uint32).astype(np.uint64)
+    if ctr.shape[-1] != 4 or k.shape[-1] != 2:
+        raise ValueError(f"counter must end in 4 words and key in 2, got {ctr.shape}, {k.shape}")
+    mask = np.uint64(WORD_MASK)
+    c0, c1, c2, c3 = (ctr[..., i] for i in range(4))
+    k0, k1 = k[..., 0], k[..., 1]
+    for r in range(rounds):
+        if r > 0:
+            k0 = (k0 + np.uint64(PHILOX_W0)) & mask
+            k1 = (k1 + np.uint64(PHILOX_W1)) & mask
+        p0 = np.uint64(PHILOX_M0) * c0  # < 2^64: exact in uint64
+        p1 = np.uint64(PHILOX_M1) * c2
+        c0, c1, c2, c3 = (
+            (p1 >> np.uint64(32)) ^ c1 ^ k0,
+            p1 & mask,
+            (p0 >> np.uint64(32)) ^ c3 ^ k1,
+            p0 & mask,
+        )
+    return np.stack(np.broadcast_arrays(c0, c1, c2, c3), axis=-1).astype(np.uint32)
+
+
+def _i64(value: int) -> tirx.PrimExpr:
+    return tirx.const(value, "int64")
+
+
+def _mulhilo_tir(multiplier: int, word: tirx.PrimExpr) -> tuple[tirx.Var, tirx.Var]:
+    """Emit ``(hi, lo)`` of ``multiplier * word``; both < 2^32, every intermediate < 2^49."""
+    word_hi = T.Bind(word >> _i64(16))
+    word_lo = T.Bind(word & _i64(0xFFFF))
+    prod_hi = T.Bind(_i64(multiplier) * word_hi)  # < 2^48, weight 2^16
+    prod_lo = T.Bind(_i64(multiplier) * word_lo)  # < 2^48, weight 1
+    # multiplier * word = (prod_hi >> 16) * 2^32 + mid, with mid < 2^32 + 2^48.
+    mid = T.Bind(((prod_hi & _i64(0xFFFF)) << _i64(16)) + prod_lo)
+    hi = T.Bind((prod_hi >> _i64(16)) + (mid >> _i64(32)))
+    lo = T.Bind(mid & _i64(WORD_MASK))
+    return hi, lo
+
+
+def emit_philox4x32(
+    counter: Sequence[tirx.PrimExpr],
+    key: Sequence[tirx.PrimExpr],
+    rounds: int = DEFAULT_ROUNDS,
+) -> list[tirx.Var]:
+    """Emit Philox-4x32 into the PrimFunc being built by the TIR IRBuilder; return 4 word vars.
+
+    ``counter`` (4) and ``key`` (2) are int64 expressions whose values must lie in [0, 2^32); the
+    returned int64 variables hold the output words, also in [0, 2^32). Call inside an active
+    ``IRBuilder`` PrimFunc frame: the computation is emitted as flat ``Bind`` statements, so each
+    intermediate is computed once.
+    """
+    if len(counter) != 4 or len(key) != 2:
+        raise ValueError(f"need 4 counter words and 2 key words, got {len(counter)}, {len(key)}")
+    c0, c1, c2, c3 = (T.Bind(tirx.Cast("int64", c)) for c in counter)
+    k0, k1 = (T.Bind(tirx.Cast("int64", k)) for k in key)
+    for r in range(rounds):
+        if r > 0:
+            k0 = T.Bind((k0 + _i64(PHILOX_W0)) & _i64(WORD_MASK))
+            k1 = T.Bind((k1 + _i64(PHILOX_W1)) & _i64(WORD_MASK))
+        hi0, lo0 = _mulhilo_tir(PHILOX_M0, c0)
+        hi1, lo1 = _mulhilo_tir(PHILOX_M1, c2)
+        c0, c1, c2, c3 = (
+            T.Bind(hi1 ^ c1 ^ k0),
+            lo1,
+            T.Bind(hi0 ^ c3 ^ k1),
+            lo0,
+        )
+    return [c0, c1, c2, c3]

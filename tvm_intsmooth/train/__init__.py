@@ -1,0 +1,1 @@
+"""Training with Gaussian noise augmentation and ONNX export (needs the optional torch extra)."""
