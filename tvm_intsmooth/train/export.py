@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import onnx
@@ -11,6 +12,24 @@ from torch import nn
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+
+
+def _drop_identities(graph: onnx.GraphProto) -> None:
+    """Remove Identity nodes (the exporter emits them for duplicated constants) by rewiring."""
+    outputs = {o.name for o in graph.output}
+    alias = {
+        n.output[0]: n.input[0]
+        for n in graph.node
+        if n.op_type == "Identity" and n.output[0] not in outputs
+    }
+    kept = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            while name in alias:
+                name = alias[name]
+            node.input[i] = name
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def export_onnx(
@@ -28,18 +47,23 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     example = torch.zeros(1, *input_shape)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        dynamo=False,
-        opset_version=OPSET,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        do_constant_folding=True,
-    )
+    # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript,
+    # a dependency the project does not take; its output is the same plain opset-17 graph.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
     proto = onnx.load(str(path))
+    _drop_identities(proto.graph)
     for key, value in (metadata or {}).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -1,0 +1,209 @@
+"""Compilation targets: the bundled files in targets/ and the machine this runs on.
+
+A target file is a small JSON object (DESIGN.md section 7)::
+
+    {
+      "description": "Raspberry Pi 5 (4x Cortex-A76, aarch64 NEON with dot product)",
+      "target": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76",
+                 "mattr": ["+neon", "+dotprod"], "num-cores": 4},
+      "host": {...},                              # optional, only where it differs
+      "cross_compiler": "aarch64-linux-gnu-gcc"   # optional, for exporting the library
+    }
+
+The target's flags decide which int8 kernels MetaSchedule generates (VNNI, sdot or NEON smull),
+and ``num-cores`` is the parallelism MetaSchedule tunes for. The name ``host`` is computed at run
+time for the machine this process runs on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import tvm
+
+from tvm_intsmooth.errors import IntSmoothError
+
+__all__ = ["TargetSpec", "resolve_target", "list_targets", "targets_dir", "host_target_spec"]
+
+HOST = "host"
+_FILE_KEYS = {"description", "target", "host", "cross_compiler"}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A resolved compilation target.
+
+    Attributes:
+        name: the target's name (file stem, ``host``, or ``custom``).
+        target: the TVM target the kernels are compiled for.
+        host: the TVM host target where it differs from ``target`` (None for CPU targets).
+        cross_compiler: the C compiler that links the exported library (None: the system one).
+        description: one line for people.
+    """
+
+    name: str
+    target: tvm.target.Target
+    host: tvm.target.Target | None
+    cross_compiler: str | None
+    description: str
+
+    @property
+    def num_cores(self) -> int | None:
+        """The target's ``num-cores`` attribute (None when it has none)."""
+        value = self.target.attrs.get("num-cores")
+        return None if value is None else int(value)
+
+    @property
+    def tvm_target(self) -> tvm.target.Target:
+        """The target to hand to ``tvm.compile``: ``target`` with ``host`` attached if set."""
+        return self.target if self.host is None else self.target.with_host(self.host)
+
+    def with_num_cores(self, num_cores: int) -> TargetSpec:
+        """A copy whose target has ``num-cores`` set to ``num_cores``."""
+        if isinstance(num_cores, bool) or not isinstance(num_cores, int) or num_cores < 1:
+            raise IntSmoothError(f"num_threads must be a positive integer, got {num_cores!r}.")
+        config = _target_config(self.target)
+        config["num-cores"] = num_cores
+        return replace(self, target=_make_target(config, f"target {self.name!r}"))
+
+
+def targets_dir() -> Path:
+    """The bundled targets/ folder (at the repository root, beside the package)."""
+    return Path(__file__).resolve().parents[2] / "targets"
+
+
+def list_targets() -> list[str]:
+    """Names that :func:`resolve_target` accepts: the bundled target files, and ``host``."""
+    folder = targets_dir()
+    names = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    return [*names, HOST]
+
+
+def host_num_cores() -> int:
+    """Physical cores this process may use: psutil's physical count, capped by CPU affinity."""
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    except ImportError:
+        physical = None
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    counts = [c for c in (physical, available, os.cpu_count()) if c]
+    return max(1, min(counts)) if counts else 1
+
+
+def host_target_spec() -> TargetSpec:
+    """The machine this runs on: LLVM's host CPU and triple, and its physical core count."""
+    cpu = tvm.target.codegen.llvm_get_system_cpu()
+    triple = tvm.target.codegen.llvm_get_system_triple()
+    config = {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "num-cores": host_num_cores()}
+    target = _make_target(config, "the host target")
+    return TargetSpec(HOST, target, None, None, f"this machine ({cpu}, {triple})")
+
+
+def resolve_target(target: str | os.PathLike | dict | TargetSpec | tvm.target.Target) -> TargetSpec:
+    """Turn a target name, a path to a target JSON file, a dict or a TVM target into a TargetSpec.
+
+    Args:
+        target: ``"host"``; a bundled name such as ``"rpi5"`` (see :func:`list_targets`); a path
+            to a JSON file in the targets/ format; a dict in that format (with a ``"target"``
+            key) or a plain TVM target dict (with a ``"kind"`` key); a ``tvm.target.Target``;
+            or a TargetSpec, returned unchanged.
+
+    Raises:
+        IntSmoothError: unknown name (the message lists the known ones), unreadable or invalid
+            file, or a target that TVM rejects.
+    """
+    if isinstance(target, TargetSpec):
+        return target
+    if isinstance(target, tvm.target.Target):
+        return TargetSpec("custom", target, target.host, None, "user-supplied TVM target")
+    if isinstance(target, dict):
+        if "target" in target:
+            return _spec_from_config(target, "custom", "the target dict")
+        return TargetSpec("custom", _make_target(target, "the target dict"), None, None, "")
+    if not isinstance(target, (str, os.PathLike)):
+        raise IntSmoothError(
+            f"target must be a name, a path to a JSON file, a dict or a TargetSpec, "
+            f"got {type(target).__name__}."
+        )
+    text = os.fspath(target)
+    if text == HOST:
+        return host_target_spec()
+    path = Path(text)
+    if path.suffix == ".json" or path.is_file():
+        return load_target_file(path)
+    bundled = targets_dir() / f"{text}.json"
+    if bundled.is_file():
+        return load_target_file(bundled)
+    raise IntSmoothError(
+        f"unknown target {text!r}: known targets are {', '.join(list_targets())} "
+        f"(files in {targets_dir()}), or give the path to a target JSON file."
+    )
+
+
+def load_target_file(path: str | os.PathLike) -> TargetSpec:
+    """Read one target JSON file (format in the module docstring); its name is the file stem."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IntSmoothError(f"target file {path} does not exist.") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise IntSmoothError(f"target file {path} is not readable JSON: {err}") from None
+    return _spec_from_config(config, path.stem, f"target file {path}")
+
+
+def _spec_from_config(config: Any, name: str, origin: str) -> TargetSpec:
+    if not isinstance(config, dict) or not isinstance(config.get("target"), dict):
+        raise IntSmoothError(f"{origin} must be a JSON object with a 'target' object.")
+    unknown = set(config) - _FILE_KEYS
+    if unknown:
+        raise IntSmoothError(
+            f"{origin} has unknown keys {sorted(unknown)}; allowed: {sorted(_FILE_KEYS)}."
+        )
+    target = _make_target(config["target"], origin)
+    if target.kind.name == "llvm" and "num-cores" not in config["target"]:
+        raise IntSmoothError(
+            f"{origin} has no 'num-cores' in its target: add the board's physical core count "
+            "(MetaSchedule needs it)."
+        )
+    host = config.get("host")
+    host_target = _make_target(host, f"{origin} (host)") if host is not None else None
+    cross = config.get("cross_compiler")
+    if cross is not None and (not isinstance(cross, str) or not cross):
+        raise IntSmoothError(f"{origin}: 'cross_compiler' must be a compiler command name.")
+    description = config.get("description", "")
+    if not isinstance(description, str):
+        raise IntSmoothError(f"{origin}: 'description' must be a string.")
+    return TargetSpec(name, target, host_target, cross, description)
+
+
+def _make_target(config: Any, origin: str) -> tvm.target.Target:
+    if not isinstance(config, dict) or "kind" not in config:
+        raise IntSmoothError(f"{origin}: a target must be an object with a 'kind' (e.g. 'llvm').")
+    try:
+        return tvm.target.Target(config)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise IntSmoothError(f"{origin}: TVM rejects the target {config}: {err}") from None
+
+
+def _target_config(target: tvm.target.Target) -> dict:
+    """The user-settable part of a target as a plain dict (feature.* and keys are derived)."""
+    exported = dict(target.export())
+    derived = {"tag", "keys", "host"}
+    return {k: _plain(v) for k, v in exported.items() if k not in derived and "." not in k}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "__iter__"):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,115 @@
+"""QuantizeToInteger: a float Relax classifier -> an integer-only one.
+
+The pass rewrites ``main(x: float32 pixels in [0, 1]) -> float32 logits`` into
+``main(x: integer pixels 0..255) -> int32 logits``: int8 symmetric per-output-channel weights,
+int8 activations, int32 accumulators and biases, fixed-point requantization, the input
+normalization folded into the first layer. Activation ranges come from a calibration table
+(``calibrate.collect_ranges``) or from the model's own QDQ nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax import op as R
+
+from ..errors import UnsupportedModelError
+from . import ops  # noqa: F401  (registers the handlers)
+from .graph import dataflow_bindings, replace_function
+from .rewriter import HANDLERS, RewriteContext
+from .states import Acc, Affine, Const, Int8, State
+
+INPUT_DTYPES = ("uint8", "int16", "int32")
+
+
+@tvm.transform.module_pass(opt_level=0, name="QuantizeToInteger")
+class QuantizeToInteger:
+    """Rewrite a float classifier into integer-only arithmetic.
+
+    Args:
+        calibration: max |value| of every float activation, by Relax variable name.
+        input_dtype: dtype of the integer pixel input ("uint8", or "int16" to leave room for
+            noise).
+        input_scale: real value of one integer input step (1/255: pixel q stands for q/255).
+        func_name: the function to rewrite.
+    """
+
+    def __init__(
+        self,
+        calibration: Mapping[str, float],
+        input_dtype: str = "uint8",
+        input_scale: float = 1.0 / 255.0,
+        func_name: str = "main",
+    ):
+        if input_dtype not in INPUT_DTYPES:
+            raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
+        self.calibration = dict(calibration)
+        self.input_dtype = input_dtype
+        self.input_scale = input_scale
+        self.func_name = func_name
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        rewriter = _IntegerRewriter(self.calibration, self.input_dtype, self.input_scale)
+        return replace_function(mod, self.func_name, rewriter.rewrite(mod[self.func_name]))
+
+
+class _IntegerRewriter:
+    def __init__(self, calibration, input_dtype, input_scale):
+        self.calibration = calibration
+        self.input_dtype = input_dtype
+        self.input_scale = input_scale
+
+    def rewrite(self, func: relax.Function) -> relax.Function:
+        if len(func.params) != 1:
+            raise UnsupportedModelError("QuantizeToInteger: the classifier must take one input.")
+        param = func.params[0]
+        x = relax.Var(param.name, relax.TensorType(param.ty.shape, self.input_dtype))
+        bb = relax.BlockBuilder()
+        ctx = RewriteContext(bb, self.calibration)
+        states: dict[relax.Var, State] = {
+            param: Affine(x, np.asarray(self.input_scale), np.asarray(0.0))
+        }
+        with bb.function("main", [x]):
+            with bb.dataflow():
+                for var, value in dataflow_bindings(func):
+                    states[var] = self._rewrite_binding(ctx, states, var, value)
+                logits = self._logits(ctx, states[func.body.body])
+                out = bb.emit_output(logits)
+            bb.emit_func_output(out)
+        return bb.get()["main"]
+
+    def _rewrite_binding(self, ctx, states, var, value) -> State:
+        if isinstance(value, relax.Var):
+            return states[value]
+        if not isinstance(value, relax.Call) or not isinstance(value.op, tvm.ir.Op):
+            raise UnsupportedModelError(f"QuantizeToInteger: cannot rewrite binding {var.name}")
+        handler = HANDLERS.get(value.op.name)
+        if handler is None:
+            raise UnsupportedModelError(
+                f"QuantizeToInteger: operator {value.op.name} (binding {var.name}) has no "
+                f"integer rewrite; supported: {', '.join(sorted(HANDLERS))}"
+            )
+        args = [self._arg_state(states, a) for a in value.args]
+        return handler(ctx, value, args, var.name)
+
+    @staticmethod
+    def _arg_state(states, arg: relax.Expr) -> State | None:
+        if isinstance(arg, relax.Var):
+            return states[arg]
+        if isinstance(arg, tvm.ir.GenericConst):
+            return Const(arg.value.numpy())
+        return None
+
+    @staticmethod
+    def _logits(ctx: RewriteContext, state: State) -> relax.Expr:
+        """int32 logits on one common scale, so that their argmax is the float model's."""
+        if isinstance(state, Acc) and state.lo is None and state.hi is None:
+            scale = np.asarray(state.scale, np.float64)
+            return ctx.requantize(state.expr, scale / scale.max(), "int32")
+        if isinstance(state, Acc | Int8):
+            q = state if isinstance(state, Int8) else ctx.materialize(state, None)
+            return R.astype(q.expr, "int32")
+        raise UnsupportedModelError("QuantizeToInteger: the output does not depend on the input.")
