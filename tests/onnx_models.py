@@ -49,13 +49,24 @@ class GraphBuilder:
         if bias:
             inputs.append(self.const(self.rng.normal(0, 0.1, cout).astype(np.float32), "b"))
         ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        return self.node("Conv", inputs, (cout, ho, wo), kernel_shape=[k, k],
-                         strides=[stride, stride], pads=[pad] * 4, group=group)
+        return self.node(
+            "Conv",
+            inputs,
+            (cout, ho, wo),
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[pad] * 4,
+            group=group,
+        )
 
     def batch_norm(self, x) -> str:
         c = self.shapes[x][0]
-        params = [self.rng.uniform(0.5, 1.5, c), self.rng.normal(0, 0.1, c),
-                  self.rng.normal(0, 0.1, c), self.rng.uniform(0.5, 1.5, c)]
+        params = [
+            self.rng.uniform(0.5, 1.5, c),
+            self.rng.normal(0, 0.1, c),
+            self.rng.normal(0, 0.1, c),
+            self.rng.uniform(0.5, 1.5, c),
+        ]
         names = [self.const(p.astype(np.float32), "bn") for p in params]
         return self.node("BatchNormalization", [x, *names], self.shapes[x], epsilon=1e-5)
 
@@ -63,8 +74,9 @@ class GraphBuilder:
         return self.node("Relu", [x], self.shapes[x])
 
     def clip(self, x, lo=0.0, hi=6.0) -> str:
-        return self.node("Clip", [x, self.const(np.float32(lo)), self.const(np.float32(hi))],
-                         self.shapes[x])
+        return self.node(
+            "Clip", [x, self.const(np.float32(lo)), self.const(np.float32(hi))], self.shapes[x]
+        )
 
     def add(self, a, b) -> str:
         return self.node("Add", [a, b], self.shapes[a])
@@ -72,13 +84,24 @@ class GraphBuilder:
     def max_pool(self, x, k=2, stride=2, pad=0) -> str:
         c, h, w = self.shapes[x]
         ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        return self.node("MaxPool", [x], (c, ho, wo), kernel_shape=[k, k],
-                         strides=[stride, stride], pads=[pad] * 4)
+        return self.node(
+            "MaxPool",
+            [x],
+            (c, ho, wo),
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[pad] * 4,
+        )
 
     def avg_pool(self, x, k=2, stride=2) -> str:
         c, h, w = self.shapes[x]
-        return self.node("AveragePool", [x], (c, (h - k) // stride + 1, (w - k) // stride + 1),
-                         kernel_shape=[k, k], strides=[stride, stride])
+        return self.node(
+            "AveragePool",
+            [x],
+            (c, (h - k) // stride + 1, (w - k) // stride + 1),
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+        )
 
     def global_avg_pool(self, x) -> str:
         return self.node("GlobalAveragePool", [x], (self.shapes[x][0], 1, 1))
@@ -94,9 +117,16 @@ class GraphBuilder:
         (k,) = self.shapes[x]
         weight = self.rng.normal(0, np.sqrt(2 / k), (nout, k) if trans_b else (k, nout))
         bias = self.rng.normal(0, 0.1, nout)
-        return self.node("Gemm", [x, self.const(weight.astype(np.float32), "w"),
-                                  self.const(bias.astype(np.float32), "b")],
-                         (nout,), transB=int(trans_b))
+        return self.node(
+            "Gemm",
+            [
+                x,
+                self.const(weight.astype(np.float32), "w"),
+                self.const(bias.astype(np.float32), "b"),
+            ],
+            (nout,),
+            transB=int(trans_b),
+        )
 
     def matmul(self, x, nout) -> str:
         (k,) = self.shapes[x]
@@ -104,9 +134,12 @@ class GraphBuilder:
         return self.node("MatMul", [x, self.const(weight, "w")], (nout,))
 
     def build(self, out: str, opset: int = 17) -> onnx.ModelProto:
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                            [self.batch, *self.input_shape])
-        outp = helper.make_tensor_value_info(out, TensorProto.FLOAT, [self.batch, *self.shapes[out]])
+        inp = helper.make_tensor_value_info(
+            "input", TensorProto.FLOAT, [self.batch, *self.input_shape]
+        )
+        outp = helper.make_tensor_value_info(
+            out, TensorProto.FLOAT, [self.batch, *self.shapes[out]]
+        )
         graph = helper.make_graph(self.nodes, "test", [inp], [outp], self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         onnx.checker.check_model(model)

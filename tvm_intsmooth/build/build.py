@@ -33,16 +33,21 @@ def _base_pipeline(pipeline: str | tvm.transform.Pass | Callable) -> tvm.transfo
 
 
 def _relax_pipeline(
-    pipeline: str | tvm.transform.Pass | Callable, require_integer_only: bool
+    pipeline: str | tvm.transform.Pass | Callable, errors: list[IntSmoothError] | None
 ) -> tvm.transform.Pass | Callable:
+    """The pipeline, followed by the integer-only check when ``errors`` collects its failure."""
     base = _base_pipeline(pipeline)
-    if not require_integer_only:
+    if errors is None:
         return base
 
     @tvm.transform.module_pass(opt_level=0, name="IntSmoothCheckIntegerOnly")
     def checked(mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         mod = base(mod)
-        check_integer_only(mod, raise_on_error=True)
+        try:
+            check_integer_only(mod, raise_on_error=True)
+        except IntSmoothError as err:
+            errors.append(err)  # crossing the FFI turns it into a RuntimeError
+            raise
         return mod
 
     return checked
@@ -76,8 +81,14 @@ def build(
     if not isinstance(mod, tvm.IRModule):
         raise IntSmoothError(f"build expects a tvm.IRModule, got {type(mod).__name__}.")
     spec = _target_spec(target, num_threads)
-    pipeline = _relax_pipeline(relax_pipeline, require_integer_only)
-    return tvm.compile(mod, target=spec.tvm_target, relax_pipeline=pipeline)
+    errors: list[IntSmoothError] | None = [] if require_integer_only else None
+    pipeline = _relax_pipeline(relax_pipeline, errors)
+    try:
+        return tvm.compile(mod, target=spec.tvm_target, relax_pipeline=pipeline)
+    except Exception:
+        if errors:
+            raise errors[0] from None
+        raise
 
 
 def lower(

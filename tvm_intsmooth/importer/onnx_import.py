@@ -68,7 +68,9 @@ def _check_ops(graph: onnx.GraphProto, where: str) -> None:
     unsupported: dict[str, list[str]] = {}
     for node in graph.node:
         if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
-            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            key = (
+                node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            )
             unsupported.setdefault(key, []).append(node.name or node.output[0])
     if unsupported:
         listing = "; ".join(
@@ -176,12 +178,15 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto) -> ImportedModel:
                     ctx.values[out_name] = value
             out = ctx.values[graph.output[0].name]
             if isinstance(out, np.ndarray):
-                raise UnsupportedModelError(f"ONNX model {where}: the output does not depend on the input.")
+                raise UnsupportedModelError(
+                    f"ONNX model {where}: the output does not depend on the input."
+                )
             out_shape = out.ty.shape
             if len(out_shape) != 2:
                 raise UnsupportedModelError(
-                    f"ONNX model {where}: output {graph.output[0].name!r} has rank {len(out_shape)}; "
-                    "a classifier returns batch x classes logits. Add a Flatten before it."
+                    f"ONNX model {where}: output {graph.output[0].name!r} has rank "
+                    f"{len(out_shape)}; a classifier returns batch x classes logits. "
+                    "Add a Flatten before it."
                 )
             gv = bb.emit_output(out)
         bb.emit_func_output(gv)

@@ -194,8 +194,12 @@ def _clip(ctx, node):
     return R.clip(ctx.get(node, 0), lo, hi)
 
 
-_BINARY = {"Add": (R.add, np.add), "Sub": (R.subtract, np.subtract),
-           "Mul": (R.multiply, np.multiply), "Div": (R.divide, np.divide)}
+_BINARY = {
+    "Add": (R.add, np.add),
+    "Sub": (R.subtract, np.subtract),
+    "Mul": (R.multiply, np.multiply),
+    "Div": (R.divide, np.divide),
+}
 
 
 @converter(*_BINARY)
@@ -254,7 +258,9 @@ def _flatten(ctx, node):
 def _reshape(ctx, node):
     x, shape = ctx.get(node, 0), ctx.get(node, 1)
     if not isinstance(shape, np.ndarray):
-        raise ctx.fail(node, "has a shape computed at run time; only constant shapes are supported.")
+        raise ctx.fail(
+            node, "has a shape computed at run time; only constant shapes are supported."
+        )
     if isinstance(x, np.ndarray):
         return x.reshape([d if d != 0 else x.shape[i] for i, d in enumerate(shape)])
     in_shape = _static_shape(ctx, x)
@@ -295,7 +301,9 @@ def _constant(ctx, node):
 
 def _qparams(ctx, node):
     scale, zero_point = ctx.get(node, 1), ctx.get(node, 2)
-    if not isinstance(scale, np.ndarray) or not (zero_point is None or isinstance(zero_point, np.ndarray)):
+    if not isinstance(scale, np.ndarray) or not (
+        zero_point is None or isinstance(zero_point, np.ndarray)
+    ):
         raise ctx.fail(node, "has a run-time scale or zero point; QDQ parameters must be constant.")
     zero_point = np.zeros((), np.uint8) if zero_point is None else zero_point
     axis = int(_attrs(node).get("axis", 1))
@@ -321,7 +329,9 @@ def _quantize_linear(ctx, node):
         q = np.clip(np.round(x / s) + zp, info.min, info.max)
         return q.astype(zero_point.dtype)
     axis = axis if scale.size > 1 else -1
-    return R.quantize(x, ctx.expr(scale), ctx.expr(zero_point), axis=axis, out_dtype=str(zero_point.dtype))
+    return R.quantize(
+        x, ctx.expr(scale), ctx.expr(zero_point), axis=axis, out_dtype=str(zero_point.dtype)
+    )
 
 
 @converter("DequantizeLinear")

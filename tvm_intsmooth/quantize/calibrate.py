@@ -26,14 +26,15 @@ class CalibrationReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self.images), self.batch_size):
-            yield self.images[start:start + self.batch_size]
+            yield self.images[start : start + self.batch_size]
 
 
 def instrument(func: relax.Function) -> tuple[relax.Function, list[str]]:
     """The function made to return all its float intermediates (a tuple), and their names."""
     block = func.body.blocks[0]
     taps = [
-        var for var, _ in dataflow_bindings(func)
+        var
+        for var, _ in dataflow_bindings(func)
         if isinstance(var.ty, relax.TensorType) and "float" in str(var.ty.dtype)
     ]
     out = relax.Var("calibration_taps", relax.TupleType([v.ty for v in taps]))

@@ -29,7 +29,9 @@ def quantize_multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarra
     if np.any(shift < 1):
         raise IntSmoothError(f"requantization multiplier {real.max()} is too large (>= 2^30)")
     tiny = shift > MAX_SHIFT  # multipliers below 2^-31: keep S at the int64 limit
-    mult = np.where(tiny, np.round(real * 2.0**MAX_SHIFT).astype(np.int64), mult)
+    mult = np.where(
+        tiny, np.round(np.minimum(real, 2.0**-31) * 2.0**MAX_SHIFT).astype(np.int64), mult
+    )
     shift = np.where(tiny, MAX_SHIFT, shift)
     return mult, shift
 

@@ -114,8 +114,9 @@ class RewriteContext:
     def acc_to_int8(self, state: Acc, scale: float) -> Int8:
         lo = INT8_MIN if state.lo is None else max(INT8_MIN, int(np.round(state.lo / scale)))
         hi = INT8_MAX if state.hi is None else min(INT8_MAX, int(np.round(state.hi / scale)))
-        expr = self.requantize(state.expr, state.scale / scale, "int8", lo, hi,
-                               name=f"{state.range_key}_q")
+        expr = self.requantize(
+            state.expr, state.scale / scale, "int8", lo, hi, name=f"{state.range_key}_q"
+        )
         return Int8(expr, scale)
 
     def to_acc(self, state: State, call: relax.Call, key: str) -> Acc:

@@ -42,18 +42,23 @@ def conv2d(x, w, strides=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1
     x, w = _wide(x), _wide(w)
     xp = pad2d(x, padding, 0)
     o, cin_g, kh, kw = w.shape
-    out_hw = tuple(_out_size(xp.shape[2 + i], w.shape[2 + i], strides[i], dilation[i]) for i in (0, 1))
+    out_hw = tuple(
+        _out_size(xp.shape[2 + i], w.shape[2 + i], strides[i], dilation[i]) for i in (0, 1)
+    )
     win = _windows(xp, kh, kw, strides, dilation, out_hw)
     out_g = o // groups
     parts = [
-        np.einsum("nchwyx,ocyx->nohw", win[:, g * cin_g:(g + 1) * cin_g], w[g * out_g:(g + 1) * out_g])
+        np.einsum(
+            "nchwyx,ocyx->nohw", win[:, g * cin_g : (g + 1) * cin_g], w[g * out_g : (g + 1) * out_g]
+        )
         for g in range(groups)
     ]
     return np.concatenate(parts, axis=1)
 
 
-def pool2d(x, kind, pool_size, strides, padding, dilation=(1, 1), ceil_mode=False,
-           count_include_pad=False) -> np.ndarray:
+def pool2d(
+    x, kind, pool_size, strides, padding, dilation=(1, 1), ceil_mode=False, count_include_pad=False
+) -> np.ndarray:
     """Max or average pooling over NCHW; max pads with the dtype's minimum."""
     kh, kw = pool_size
     if kind == "max":

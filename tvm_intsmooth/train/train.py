@@ -91,7 +91,7 @@ def _channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
     return pixels.mean(axis=1).tolist(), pixels.std(axis=1).tolist()
 
 
-def _lr_factor(schedule: str, step: int, total: int, epochs: int) -> float:
+def _lr_factor(schedule: str, step: int, total: int) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
     if schedule == "step":
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
     total = args.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(args.schedule, s, total, args.epochs)
+        optimizer, lambda s: _lr_factor(args.schedule, s, total)
     )
     gen = torch.Generator().manual_seed(args.seed)
     checkpoint = args.checkpoint
@@ -264,4 +264,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
         raise IntSmoothError("--epochs, --batch-size and --threads must be positive")
+    if args.sigma < 0:
+        raise IntSmoothError(f"--sigma {args.sigma}: the noise level must be >= 0")
     return run(args, argv)

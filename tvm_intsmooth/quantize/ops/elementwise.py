@@ -33,8 +33,11 @@ def _per_channel(ctx, call, const: np.ndarray, expr: relax.Expr) -> np.ndarray:
         return const.reshape(())
     full = np.broadcast_to(const, shape).reshape(shape[0], -1)
     if not np.all(full == full[:, :1]):
-        raise ctx.fail(call, "uses a constant that varies within a channel; only per-channel "
-                             "constants can be folded into integer arithmetic.")
+        raise ctx.fail(
+            call,
+            "uses a constant that varies within a channel; only per-channel "
+            "constants can be folded into integer arithmetic.",
+        )
     return full[:, 0].copy()
 
 
@@ -111,5 +114,11 @@ def relu(ctx: RewriteContext, call: relax.Call, args: list[State], name: str) ->
 @handles("relax.clip")
 def clip(ctx: RewriteContext, call: relax.Call, args: list[State], name: str) -> State:
     lo, hi = (float(call.args[i].value) for i in (1, 2))
-    return _clip(ctx, call, args[0], lo if math.isfinite(lo) else None,
-                 hi if math.isfinite(hi) else None, name)
+    return _clip(
+        ctx,
+        call,
+        args[0],
+        lo if math.isfinite(lo) else None,
+        hi if math.isfinite(hi) else None,
+        name,
+    )

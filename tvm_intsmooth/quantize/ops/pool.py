@@ -31,14 +31,24 @@ def max_pool2d(ctx: RewriteContext, call: relax.Call, args: list[State], name: s
 def avg_pool2d(ctx: RewriteContext, call: relax.Call, args: list[State], name: str) -> State:
     attrs = _pool_attrs(call)
     if attrs["ceil_mode"] or (any(attrs["padding"]) and not call.attrs.count_include_pad):
-        raise ctx.fail(call, "uses ceil_mode or excludes padding from the average; the divisor "
-                             "would vary per position. Use count_include_pad=1 or no padding.")
+        raise ctx.fail(
+            call,
+            "uses ceil_mode or excludes padding from the average; the divisor "
+            "would vary per position. Use count_include_pad=1 or no padding.",
+        )
     x = ctx.materialize(args[0], call)
     channels = int(x.expr.ty.shape[1])
     kh, kw = attrs["pool_size"]
     ones = relax.const(np.ones((channels, 1, kh, kw), np.int8), "int8")
-    window_sum = R.nn.conv2d(x.expr, ones, strides=attrs["strides"], padding=attrs["padding"],
-                             dilation=attrs["dilation"], groups=channels, out_dtype="int32")
+    window_sum = R.nn.conv2d(
+        x.expr,
+        ones,
+        strides=attrs["strides"],
+        padding=attrs["padding"],
+        dilation=attrs["dilation"],
+        groups=channels,
+        out_dtype="int32",
+    )
     return Acc(ctx.emit(window_sum, name), np.asarray(x.scale / (kh * kw)), name)
 
 

@@ -55,7 +55,11 @@ def quantize(ctx: RewriteContext, call: relax.Call, args: list[State], name: str
     int8_scale = s if (info.min == -128 and zp == 0) else max(abs(lo), abs(hi)) / 127
     if isinstance(state, Int8):
         state = ctx.to_acc(state, call, name)
-    clipped = Acc(state.expr, state.scale, name,
-                  lo if state.lo is None else max(lo, state.lo),
-                  hi if state.hi is None else min(hi, state.hi))
+    clipped = Acc(
+        state.expr,
+        state.scale,
+        name,
+        lo if state.lo is None else max(lo, state.lo),
+        hi if state.hi is None else min(hi, state.hi),
+    )
     return ctx.acc_to_int8(clipped, int8_scale)
