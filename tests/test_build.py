@@ -81,7 +81,7 @@ def test_export_and_load_round_trip(host_executable, inputs, tmp_path):
     if machine in ELF_MACHINE:
         assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[machine]
     x, w = inputs
-    for got, ref in zip(run(load(path), x, w), numpy_reference(x, w)):
+    for got, ref in zip(run(load(path), x, w), numpy_reference(x, w), strict=True):
         np.testing.assert_array_equal(got, ref)
 
 

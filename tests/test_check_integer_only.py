@@ -124,7 +124,9 @@ def test_astype_float16_found_before_and_after_legalization():
 
 
 def test_float_found_in_lowered_module():
-    mod = relax_module(lambda bb, x: relax.op.astype(bb.emit(relax.op.astype(x, "float16")), "int8"))
+    mod = relax_module(
+        lambda bb, x: relax.op.astype(bb.emit(relax.op.astype(x, "float16")), "int8")
+    )
     found = check_integer_only(lower(mod, "host"))
     kinds = {(f.function, f.kind) for f in found}
     assert ("main", "dtype") in kinds  # R.vm.alloc_tensor(..., R.dtype("float16"))

@@ -84,23 +84,24 @@ def emit_philox4x32(
 
     ``counter`` (4) and ``key`` (2) are int64 expressions whose values must lie in [0, 2^32); the
     returned int64 variables hold the output words, also in [0, 2^32). Call inside an active
-    ``IRBuilder`` PrimFunc frame: the computation is emitted as flat ``Bind`` statements, so each
-    intermediate is computed once.
+    ``IRBuilder`` PrimFunc frame (e.g. in a loop body).
+
+    The state goes through a 6-word local buffer between rounds: TIR's simplifier substitutes
+    every ``Bind`` of pure arithmetic into its uses, so a chain of bindings across rounds would
+    grow exponentially (6 rounds already take 20 s to compile); buffer loads stop that.
     """
     if len(counter) != 4 or len(key) != 2:
         raise ValueError(f"need 4 counter words and 2 key words, got {len(counter)}, {len(key)}")
-    c0, c1, c2, c3 = (T.Bind(tirx.Cast("int64", c)) for c in counter)
-    k0, k1 = (T.Bind(tirx.Cast("int64", k)) for k in key)
+    state = T.alloc_buffer((6,), "int64", scope="local")
+    for i, word in enumerate([*counter, *key]):
+        T.buffer_store(state, tirx.Cast("int64", word), [i])
     for r in range(rounds):
+        c0, c1, c2, c3, k0, k1 = (T.Bind(state[i]) for i in range(6))
         if r > 0:
-            k0 = T.Bind((k0 + _i64(PHILOX_W0)) & _i64(WORD_MASK))
-            k1 = T.Bind((k1 + _i64(PHILOX_W1)) & _i64(WORD_MASK))
+            k0 = (k0 + _i64(PHILOX_W0)) & _i64(WORD_MASK)
+            k1 = (k1 + _i64(PHILOX_W1)) & _i64(WORD_MASK)
         hi0, lo0 = _mulhilo_tir(PHILOX_M0, c0)
         hi1, lo1 = _mulhilo_tir(PHILOX_M1, c2)
-        c0, c1, c2, c3 = (
-            T.Bind(hi1 ^ c1 ^ k0),
-            lo1,
-            T.Bind(hi0 ^ c3 ^ k1),
-            lo0,
-        )
-    return [c0, c1, c2, c3]
+        for i, word in enumerate([hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0, k0, k1]):
+            T.buffer_store(state, word, [i])
+    return [T.Bind(state[i]) for i in range(4)]

@@ -1,0 +1,71 @@
+"""``intsmooth quantize``: ONNX model -> integer-only artifact, with its float agreement."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+HELP = "quantize an ONNX classifier to integer-only arithmetic"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help=HELP,
+        description=HELP
+        + (
+            ". Calibrates activation ranges on DATA, writes the quantized artifact, checks that it "
+            "is integer-only and prints float vs integer top-1 agreement (and accuracy) on DATA."
+        ),
+    )
+    p.add_argument("model", type=Path, help="ONNX model taking float pixels in [0, 1]")
+    p.add_argument(
+        "--calib",
+        required=True,
+        metavar="DATA",
+        help="calibration data: an .npz (x uint8 N x C x H x W, y labels) or a "
+        "dataset name such as fashion-mnist",
+    )
+    p.add_argument(
+        "--max",
+        type=int,
+        default=None,
+        metavar="M",
+        help="use at most M calibration images (default: all)",
+    )
+    p.add_argument(
+        "--input-dtype",
+        default="uint8",
+        choices=["uint8", "int16"],
+        help="integer input dtype (int16 leaves room for noise; default uint8)",
+    )
+    p.add_argument("-o", "--output", required=True, type=Path, help="artifact to write (.zip)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import check_integer_only
+    from ..data import load_dataset
+    from ..importer import import_onnx
+    from ..quantize import check_images, quantize_static
+    from ..runtime import CompiledClassifier, float_inputs
+
+    imported = import_onnx(args.model)
+    x, y = load_dataset(str(args.calib), max_count=args.max)
+    check_images(x, imported.input_shape, f"calibration data {args.calib}")
+    print(f"calibrating {imported.source} on {len(x)} images of {args.calib} ...", flush=True)
+    qmodel = quantize_static(imported, x, input_dtype=args.input_dtype)
+    check_integer_only(qmodel.mod, raise_on_error=True)
+    qmodel.save(args.output)
+    float_pred = CompiledClassifier(imported.mod).logits(float_inputs(x)).argmax(1)
+    int_pred = CompiledClassifier(qmodel.mod).logits(x.astype(args.input_dtype)).argmax(1)
+    agreement = float(np.mean(float_pred == int_pred))
+    print(f"wrote {args.output} (integer-only: no floating-point dtype or op)")
+    print(f"top-1 agreement float vs integer: {100 * agreement:.2f}% on {len(x)} images")
+    print(
+        f"accuracy: float {100 * np.mean(float_pred == y):.2f}%, "
+        f"integer {100 * np.mean(int_pred == y):.2f}%"
+    )
+    return 0

@@ -1,0 +1,5 @@
+"""Independent numpy references for the integer graphs."""
+
+from .interpreter import interpret
+
+__all__ = ["interpret"]
