@@ -33,11 +33,24 @@ class ConvertContext:
     # Convolutions/dense layers with numpy weights, by output name, so a following
     # BatchNormalization can be folded into them: name -> (kind, input, weight, bias, attrs)
     foldable: dict[str, tuple] = field(default_factory=dict)
+    # Dequantized int8 constants (QDQ weights), by output name: their R.dequantize expression,
+    # used where they are a layer's weights so that the quantizer sees the exact integers.
+    dequantized: dict[str, relax.Expr] = field(default_factory=dict)
 
     def get(self, node: onnx.NodeProto, i: int) -> Value | None:
         if i >= len(node.input) or not node.input[i]:
             return None
         return self.values[node.input[i]]
+
+    def weight(self, node: onnx.NodeProto, i: int) -> Value | None:
+        """A layer's weight: the exact QDQ form if it is a dequantized constant."""
+        name = node.input[i] if i < len(node.input) else ""
+        if name in self.dequantized:
+            expr = self.dequantized[name]
+            if not isinstance(expr, relax.Var):
+                expr = self.dequantized[name] = self.bb.emit(expr, name_hint=f"{_safe(name)}_w")
+            return expr
+        return self.get(node, i)
 
     def expr(self, value: Value) -> relax.Expr:
         if isinstance(value, np.ndarray):
@@ -90,7 +103,7 @@ def _pads_2d(ctx: ConvertContext, node: onnx.NodeProto, attrs: dict) -> tuple[in
 @converter("Conv")
 def _conv(ctx: ConvertContext, node: onnx.NodeProto):
     attrs = _attrs(node)
-    x, w, b = ctx.get(node, 0), ctx.get(node, 1), ctx.get(node, 2)
+    x, w, b = ctx.get(node, 0), ctx.weight(node, 1), ctx.get(node, 2)
     if isinstance(x, np.ndarray):
         raise ctx.fail(node, "has a constant input; only the image may feed a Conv.")
     w_shape = _static_shape(ctx, w)
@@ -132,7 +145,7 @@ def _emit_dense(ctx, x, w_ko, bias, name):
 @converter("Gemm")
 def _gemm(ctx: ConvertContext, node: onnx.NodeProto):
     attrs = _attrs(node)
-    x, w, c = ctx.get(node, 0), ctx.get(node, 1), ctx.get(node, 2)
+    x, w, c = ctx.get(node, 0), ctx.weight(node, 1), ctx.get(node, 2)
     if attrs.get("transA", 0):
         raise ctx.fail(node, "has transA=1; only x @ W with x the activations is supported.")
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
@@ -150,7 +163,7 @@ def _gemm(ctx: ConvertContext, node: onnx.NodeProto):
 
 @converter("MatMul")
 def _matmul(ctx: ConvertContext, node: onnx.NodeProto):
-    x, w = ctx.get(node, 0), ctx.get(node, 1)
+    x, w = ctx.get(node, 0), ctx.weight(node, 1)
     if isinstance(x, np.ndarray) or len(_static_shape(ctx, w)) != 2:
         raise ctx.fail(node, "is not activations @ a 2-D weight matrix.")
     return _emit_dense(ctx, x, w, None, node.output[0])
@@ -338,11 +351,16 @@ def _quantize_linear(ctx, node):
 def _dequantize_linear(ctx, node):
     x = ctx.get(node, 0)
     scale, zero_point, axis = _qparams(ctx, node)
-    if isinstance(x, np.ndarray) and x.dtype not in (np.int8, np.uint8):
-        # int32 biases: exact in float, and the quantizer re-derives them at its own scale.
-        s = _broadcast_param(scale, x.ndim, axis)
-        zp = _broadcast_param(zero_point, x.ndim, axis).astype(np.float64)
-        return ((x.astype(np.float64) - zp) * s).astype(np.float32)
-    zero_point = zero_point.astype(x.dtype if isinstance(x, np.ndarray) else zero_point.dtype)
-    axis = axis if scale.size > 1 else -1
-    return R.dequantize(ctx.expr(x), ctx.expr(scale), ctx.expr(zero_point), axis=axis)
+    if not isinstance(x, np.ndarray):
+        axis = axis if scale.size > 1 else -1
+        return R.dequantize(x, ctx.expr(scale), ctx.expr(zero_point), axis=axis)
+    s = _broadcast_param(scale, x.ndim, axis)
+    zp = _broadcast_param(zero_point, x.ndim, axis).astype(np.float64)
+    if x.dtype in (np.int8, np.uint8):
+        ctx.dequantized[node.output[0]] = R.dequantize(
+            ctx.expr(x),
+            ctx.expr(scale),
+            ctx.expr(zero_point.astype(x.dtype)),
+            axis=axis if scale.size > 1 else -1,
+        )
+    return ((x.astype(np.float64) - zp) * s).astype(np.float32)

@@ -111,5 +111,5 @@ class _IntegerRewriter:
             return ctx.requantize(state.expr, scale / scale.max(), "int32")
         if isinstance(state, Acc | Int8):
             q = state if isinstance(state, Int8) else ctx.materialize(state, None)
-            return R.astype(q.expr, "int32")
+            return ctx.emit(R.astype(q.expr, "int32"), "logits")
         raise UnsupportedModelError("QuantizeToInteger: the output does not depend on the input.")

@@ -54,6 +54,8 @@ def quantize(ctx: RewriteContext, call: relax.Call, args: list[State], name: str
     lo, hi = s * (info.min - zp), s * (info.max - zp)
     int8_scale = s if (info.min == -128 and zp == 0) else max(abs(lo), abs(hi)) / 127
     if isinstance(state, Int8):
+        if int8_scale == state.scale and lo <= -128 * s and hi >= 127 * s:
+            return state  # already on this grid, and the range clips nothing
         state = ctx.to_acc(state, call, name)
     clipped = Acc(
         state.expr,

@@ -1,0 +1,180 @@
+"""Integer-only rounded Gaussian noise for a batch of noisy samples: numpy reference and TIR.
+
+Counter layout. Sample i (``i = sample_offset + b`` for row b of the batch) and coordinate c (the
+flattened index into one noisy input) use Philox-4x32-10 block j = c // per_block with
+
+    counter = (j, i, stream_lo, stream_hi),   key = (seed_lo, seed_hi),
+
+where ``*_lo``/``*_hi`` are the low and high 32-bit words of the 64-bit seed and stream. With
+64-bit uniforms a block yields per_block = 2 of them, U_0 = w0 * 2^32 + w1 and U_1 = w2 * 2^32 +
+w3; with 32-bit uniforms per_block = 4, U_p = w_p. Coordinate c uses U_{c mod per_block}, and its
+noise is k = -K + #{thresholds T <= U} (:mod:`noise_table`). So a noise value is a pure function
+of (seed, stream, sample index, coordinate): any batch split of a counter range gives the same
+noise, and two streams never share a counter. Sample indices must stay below 2^32.
+
+The TIR version finds k with the table's symmetry T_j = 2^b - T_{-j-1}, so that every comparison
+is between int64 values below 2^63: with V = U when U < 2^(b-1) and V = 2^b - 1 - U otherwise,
+and c = #{left thresholds <= V} (a branch-free binary search over a power-of-two table),
+k = c - K in the first case and K - c in the second. All words are int64 in [0, 2^32), Philox is
+:func:`emit_philox4x32`, and no floating-point dtype appears anywhere in the PrimFunc.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.tirx.script import builder as T
+
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.smooth.noise_table import NoiseTable
+from tvm_intsmooth.smooth.philox import WORD_MASK, emit_philox4x32, philox4x32
+
+MAX_SAMPLE_INDEX = 2**32  # sample indices are one 32-bit counter word
+_SENTINEL = 2**63 - 1  # never < V, since V <= 2^63 - 1
+
+
+def _check_int(value: object, name: str, low: int, high: int) -> int:
+    """``value`` as an int in [low, high), or IntSmoothError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise IntSmoothError(f"{name} must be an int, got {value!r}")
+    if not low <= int(value) < high:
+        raise IntSmoothError(f"{name} must be in [{low}, {high}), got {value}")
+    return int(value)
+
+
+def _check_shape(table: NoiseTable, batch: int, num_coords: int) -> tuple[int, int]:
+    if not isinstance(table, NoiseTable):
+        raise IntSmoothError(f"table must be a NoiseTable, got {type(table).__name__}")
+    return (
+        _check_int(batch, "batch", 1, MAX_SAMPLE_INDEX + 1),
+        _check_int(num_coords, "num_coords", 1, 2**31),
+    )
+
+
+def split_words(value: int, name: str) -> tuple[int, int]:
+    """(low, high) 32-bit words of a 64-bit unsigned ``value`` (a seed or a stream)."""
+    value = _check_int(value, name, 0, 2**64)
+    return value & WORD_MASK, value >> 32
+
+
+def sample_noise_numpy(
+    table: NoiseTable, seed: int, stream: int, sample_offset: int, batch: int, num_coords: int
+) -> np.ndarray:
+    """Noise for samples ``sample_offset .. sample_offset + batch - 1``: int16 [batch, num_coords].
+
+    The reference for the TIR sampler: counts thresholds <= U directly on 64-bit integers.
+    """
+    batch, num_coords = _check_shape(table, batch, num_coords)
+    seed_lo, seed_hi = split_words(seed, "seed")
+    stream_lo, stream_hi = split_words(stream, "stream")
+    sample_offset = _check_int(sample_offset, "sample_offset", 0, MAX_SAMPLE_INDEX)
+    if sample_offset + batch > MAX_SAMPLE_INDEX:
+        raise IntSmoothError(
+            f"sample_offset + batch = {sample_offset + batch} exceeds 2^32: use another stream"
+        )
+    per_block = table.per_philox_block
+    num_blocks = -(-num_coords // per_block)
+    counter = np.empty((batch, num_blocks, 4), dtype=np.uint32)
+    counter[..., 0] = np.arange(num_blocks, dtype=np.uint32)[None, :]
+    counter[..., 1] = np.arange(sample_offset, sample_offset + batch, dtype=np.uint64)[:, None]
+    counter[..., 2] = stream_lo
+    counter[..., 3] = stream_hi
+    words = philox4x32(counter, np.array([seed_lo, seed_hi], dtype=np.uint32))
+    if table.bits == 64:
+        wide = words.astype(np.uint64)
+        uniforms = (wide[..., 0::2] << np.uint64(32)) | wide[..., 1::2]
+    else:
+        uniforms = words.astype(np.uint64)
+    uniforms = uniforms.reshape(batch, num_blocks * per_block)[:, :num_coords]
+    fitting = np.array([t for t in table.thresholds if t < 2**table.bits], dtype=np.uint64)
+    counts = np.searchsorted(fitting, uniforms, side="right")
+    return (counts.astype(np.int64) - table.K).astype(np.int16)
+
+
+def _i64(value: int) -> tirx.PrimExpr:
+    return tirx.const(value, "int64")
+
+
+def _search_table(table: NoiseTable) -> list[int]:
+    """Left thresholds minus one (so ``A < V`` means ``T <= V``), padded to 2^m > K."""
+    size = 1 << table.K.bit_length()
+    return [t - 1 for t in table.left_thresholds()] + [_SENTINEL] * (size - table.K)
+
+
+def _emit_lookup(table: NoiseTable, search: tirx.Buffer, hi: tirx.PrimExpr, lo: tirx.PrimExpr):
+    """Emit k for the uniform (hi, lo) (lo = None for 32-bit uniforms); return an int64 var."""
+    half = 2**31
+    upper = T.Bind(hi >= _i64(half))
+    if lo is None:
+        folded = T.Bind(tirx.Select(upper, _i64(WORD_MASK) - hi, hi))
+    else:
+        mirror = ((_i64(WORD_MASK) - hi) << _i64(32)) | (_i64(WORD_MASK) - lo)
+        folded = T.Bind(tirx.Select(upper, mirror, (hi << _i64(32)) | lo))
+    position = _i64(0)
+    step = int(search.shape[0]) // 2
+    while step >= 1:
+        below = search[position + _i64(step - 1)] < folded
+        position = T.Bind(position + tirx.Select(below, _i64(step), _i64(0)))
+        step //= 2
+    return T.Bind(tirx.Select(upper, _i64(table.K) - position, position - _i64(table.K)))
+
+
+def _emit_block(table, search, out, row, block, sample, key, stream, positions: int) -> None:
+    """Emit one Philox block for sample row ``row`` and store its first ``positions`` noises."""
+    words = emit_philox4x32([tirx.Cast("int64", block), sample, stream[0], stream[1]], key)
+    per_block = table.per_philox_block
+    for p in range(positions):
+        if table.bits == 64:
+            k = _emit_lookup(table, search, words[2 * p], words[2 * p + 1])
+        else:
+            k = _emit_lookup(table, search, words[p], None)
+        T.buffer_store(out, tirx.Cast("int16", k), [row, block * per_block + p])
+
+
+def noise_primfunc(
+    table: NoiseTable, batch: int, num_coords: int, name: str = "intsmooth_rounded_gaussian_noise"
+) -> tirx.PrimFunc:
+    """TIR PrimFunc ``(key: int64[2], ctr: int64[3], out: int16[batch, num_coords])``.
+
+    ``key`` = (seed_lo, seed_hi), ``ctr`` = (stream_lo, stream_hi, sample_offset); it writes the
+    same noise as :func:`sample_noise_numpy`. Words outside [0, 2^32) and sample ranges past 2^32
+    fail at run time with an assertion. Use from Relax as
+    ``R.call_tir(gv, [key, ctr], out_ty=relax.TensorType((batch, num_coords), "int16"))``.
+    """
+    batch, num_coords = _check_shape(table, batch, num_coords)
+    per_block = table.per_philox_block
+    full_blocks, remainder = divmod(num_coords, per_block)
+    search_values = _search_table(table)
+    word_limit = _i64(2**32)
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_name(name)
+            T.func_attr({"global_symbol": name, "tirx.noalias": True, "tirx.is_scheduled": True})
+            key_buf = T.arg("key", T.buffer((2,), "int64"))
+            ctr_buf = T.arg("ctr", T.buffer((3,), "int64"))
+            out = T.arg("out", T.buffer((batch, num_coords), "int16"))
+            words_ok = tirx.all(
+                *[(w >= _i64(0)) & (w < word_limit) for w in (key_buf[0], key_buf[1])],
+                *[(w >= _i64(0)) & (w < word_limit) for w in (ctr_buf[0], ctr_buf[1])],
+            )
+            offset_ok = (ctr_buf[2] >= _i64(0)) & (ctr_buf[2] <= _i64(MAX_SAMPLE_INDEX - batch))
+            with T.Assert(words_ok, "noise key/stream words must lie in [0, 2^32)"):
+                pass
+            with T.Assert(offset_ok, "noise sample_offset + batch must not exceed 2^32"):
+                pass
+            search = T.alloc_buffer((len(search_values),), "int64", scope="global")
+            for i, value in enumerate(search_values):
+                T.buffer_store(search, _i64(value), [i])
+            key = [T.Bind(key_buf[0]), T.Bind(key_buf[1])]
+            stream = [T.Bind(ctr_buf[0]), T.Bind(ctr_buf[1])]
+            offset = T.Bind(ctr_buf[2])
+            with T.parallel(0, batch) as row:
+                sample = T.Bind(offset + tirx.Cast("int64", row))
+                if full_blocks:
+                    with T.serial(0, full_blocks) as block:
+                        _emit_block(table, search, out, row, block, sample, key, stream, per_block)
+                if remainder:
+                    block = tirx.const(full_blocks, "int32")
+                    _emit_block(table, search, out, row, block, sample, key, stream, remainder)
+    return builder.get()
