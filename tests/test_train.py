@@ -1,5 +1,8 @@
 """Training script: ONNX export matches torch, checkpoints resume exactly, models export."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -7,9 +10,11 @@ import pytest
 import torch
 
 from tvm_intsmooth.data import load_dataset
+from tvm_intsmooth.data.fashion_mnist import DEFAULT_DIR
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.train import train as train_module
 from tvm_intsmooth.train.export import export_onnx
+from tvm_intsmooth.train.make_manifest import onnx_accuracy, sha256_of
 from tvm_intsmooth.train.models import build_model
 
 SUPPORTED_OPS = {
@@ -19,6 +24,8 @@ SUPPORTED_OPS = {
 
 TINY = ["--dataset", "digits", "--max-train", "300", "--max-test", "100", "--batch-size", "50"]
 TINY += ["--threads", "1", "--quiet", "--lr", "0.05", "--seed", "3"]
+MODELS = Path(__file__).resolve().parents[1] / "tvm_intsmooth" / "assets" / "models"
+HAVE_FASHION = (DEFAULT_DIR / "t10k-images-idx3-ubyte.gz").exists()
 
 
 def _onnx_logits(path, x):
@@ -26,7 +33,7 @@ def _onnx_logits(path, x):
     return session.run(None, {"input": x})[0]
 
 
-def _check_single_file_onnx(path, input_shape):
+def _check_graph(path, input_shape):
     proto = onnx.load(str(path))
     assert {n.op_type for n in proto.graph.node} <= SUPPORTED_OPS
     assert proto.opset_import[0].version == 17
@@ -34,6 +41,10 @@ def _check_single_file_onnx(path, input_shape):
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == list(input_shape)
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in proto.graph.initializer)
+
+
+def _check_single_file_onnx(path, input_shape):
+    _check_graph(path, input_shape)
     assert sorted(p.name for p in path.parent.iterdir() if p.suffix != ".pt") == [path.name]
 
 
@@ -104,3 +115,23 @@ def test_resnet20_geometry_and_export(tmp_path):
     # The normalization layer is the graph's first node: (input - mean) / std.
     first = onnx.load(str(path)).graph.node[:2]
     assert [n.op_type for n in first] == ["Sub", "Div"] and first[0].input[0] == "input"
+
+
+def _manifest_models():
+    manifest = MODELS / "manifest.json"
+    return json.loads(manifest.read_text())["models"] if manifest.exists() else []
+
+
+@pytest.mark.parametrize("entry", _manifest_models(), ids=lambda e: e["file"])
+def test_bundled_model_matches_manifest(entry):
+    path = MODELS / entry["file"]
+    assert sha256_of(path) == entry["sha256"]
+    _check_graph(path, entry["input_shape"])
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["command"] == entry["command"] and float(meta["sigma"]) == entry["sigma"]
+    if entry["dataset"].startswith("fashion-mnist") and not HAVE_FASHION:
+        pytest.skip("dataset-fashion-mnist not installed")
+    # Every 10th test image: the accuracy must agree with the full-set figure to within a
+    # few points (binomial standard error on 1,000 images is about 1 point).
+    x, y = load_dataset(entry["dataset"], "test", skip=10)
+    assert abs(onnx_accuracy(path, x, y) - entry["clean_test_accuracy"]) < 0.04

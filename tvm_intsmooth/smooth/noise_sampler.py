@@ -111,13 +111,17 @@ def _emit_lookup(table: NoiseTable, search: tirx.Buffer, hi: tirx.PrimExpr, lo: 
     else:
         mirror = ((_i64(WORD_MASK) - hi) << _i64(32)) | (_i64(WORD_MASK) - lo)
         folded = T.Bind(tirx.Select(upper, mirror, (hi << _i64(32)) | lo))
-    position = _i64(0)
+    # The search position lives in a local buffer: as a chain of bindings, TVM's buffer-region
+    # analysis expands it (each step uses the previous position twice) and takes minutes.
+    position = T.alloc_buffer((1,), "int64", scope="local")
+    T.buffer_store(position, _i64(0), [0])
     step = int(search.shape[0]) // 2
     while step >= 1:
-        below = search[position + _i64(step - 1)] < folded
-        position = T.Bind(position + tirx.Select(below, _i64(step), _i64(0)))
+        below = search[position[0] + _i64(step - 1)] < folded
+        T.buffer_store(position, position[0] + tirx.Select(below, _i64(step), _i64(0)), [0])
         step //= 2
-    return T.Bind(tirx.Select(upper, _i64(table.K) - position, position - _i64(table.K)))
+    count = T.Bind(position[0])
+    return T.Bind(tirx.Select(upper, _i64(table.K) - count, count - _i64(table.K)))
 
 
 def _emit_block(table, search, out, row, block, sample, key, stream, positions: int) -> None:
