@@ -37,8 +37,9 @@ class CountVotes:
         def body(bb: relax.BlockBuilder, inner: tvm.ir.GlobalVar) -> relax.Expr:
             logits = bb.emit(relax.Call(inner, params), "logits")
             pred = bb.emit(R.reshape(R.argmax(logits, axis=1), [batch, 1]), "prediction")
-            classes_row = relax.const(np.arange(classes, dtype=np.int64).reshape(1, classes),
-                                      "int64")
+            classes_row = relax.const(
+                np.arange(classes, dtype=np.int64).reshape(1, classes), "int64"
+            )
             rows = relax.const(np.arange(batch, dtype=np.int64).reshape(batch, 1), "int64")
             hit = bb.emit(R.equal(pred, classes_row))
             counted = bb.emit(R.logical_and(hit, R.less(rows, valid)))

@@ -43,8 +43,14 @@ class InjectIntegerNoise:
         bits: width of the uniforms compared with the thresholds (64: TV bound negligible).
     """
 
-    def __init__(self, sigma: float, batch: int, noise: str = "rounded_gaussian",
-                 clip: str = "clip", bits: int = 64):
+    def __init__(
+        self,
+        sigma: float,
+        batch: int,
+        noise: str = "rounded_gaussian",
+        clip: str = "clip",
+        bits: int = 64,
+    ):
         if noise not in NOISE_KINDS:
             raise IntSmoothError(
                 f"noise kind {noise!r} is not supported; use one of {NOISE_KINDS} (the discrete "
@@ -80,8 +86,11 @@ class InjectIntegerNoise:
         def body(bb: relax.BlockBuilder, inner: tvm.ir.GlobalVar) -> relax.Expr:
             noise_gv = bb.add_func(noise_func, "intsmooth_rounded_gaussian_noise")
             noise = bb.emit(
-                R.call_tir(noise_gv, [seed, counter],
-                           out_ty=relax.TensorType([self.batch, coords], "int16")),
+                R.call_tir(
+                    noise_gv,
+                    [seed, counter],
+                    out_ty=relax.TensorType([self.batch, coords], "int16"),
+                ),
                 "noise",
             )
             noise = bb.emit(R.reshape(noise, [self.batch, *shape]))

@@ -151,34 +151,33 @@ def noise_primfunc(
     full_blocks, remainder = divmod(num_coords, per_block)
     search_values = _search_table(table)
     word_limit = _i64(2**32)
-    with IRBuilder() as builder:
-        with T.prim_func():
-            T.func_name(name)
-            T.func_attr({"global_symbol": name, "tirx.noalias": True, "tirx.is_scheduled": True})
-            key_buf = T.arg("key", T.buffer((2,), "int64"))
-            ctr_buf = T.arg("ctr", T.buffer((3,), "int64"))
-            out = T.arg("out", T.buffer((batch, num_coords), "int16"))
-            words_ok = tirx.all(
-                *[(w >= _i64(0)) & (w < word_limit) for w in (key_buf[0], key_buf[1])],
-                *[(w >= _i64(0)) & (w < word_limit) for w in (ctr_buf[0], ctr_buf[1])],
-            )
-            offset_ok = (ctr_buf[2] >= _i64(0)) & (ctr_buf[2] <= _i64(MAX_SAMPLE_INDEX - batch))
-            with T.Assert(words_ok, "noise key/stream words must lie in [0, 2^32)"):
-                pass
-            with T.Assert(offset_ok, "noise sample_offset + batch must not exceed 2^32"):
-                pass
-            search = T.alloc_buffer((len(search_values),), "int64", scope="global")
-            for i, value in enumerate(search_values):
-                T.buffer_store(search, _i64(value), [i])
-            key = [T.Bind(key_buf[0]), T.Bind(key_buf[1])]
-            stream = [T.Bind(ctr_buf[0]), T.Bind(ctr_buf[1])]
-            offset = T.Bind(ctr_buf[2])
-            with T.parallel(0, batch) as row:
-                sample = T.Bind(offset + tirx.Cast("int64", row))
-                if full_blocks:
-                    with T.serial(0, full_blocks) as block:
-                        _emit_block(table, search, out, row, block, sample, key, stream, per_block)
-                if remainder:
-                    block = tirx.const(full_blocks, "int32")
-                    _emit_block(table, search, out, row, block, sample, key, stream, remainder)
+    with IRBuilder() as builder, T.prim_func():
+        T.func_name(name)
+        T.func_attr({"global_symbol": name, "tirx.noalias": True, "tirx.is_scheduled": True})
+        key_buf = T.arg("key", T.buffer((2,), "int64"))
+        ctr_buf = T.arg("ctr", T.buffer((3,), "int64"))
+        out = T.arg("out", T.buffer((batch, num_coords), "int16"))
+        words_ok = tirx.all(
+            *[(w >= _i64(0)) & (w < word_limit) for w in (key_buf[0], key_buf[1])],
+            *[(w >= _i64(0)) & (w < word_limit) for w in (ctr_buf[0], ctr_buf[1])],
+        )
+        offset_ok = (ctr_buf[2] >= _i64(0)) & (ctr_buf[2] <= _i64(MAX_SAMPLE_INDEX - batch))
+        with T.Assert(words_ok, "noise key/stream words must lie in [0, 2^32)"):
+            pass
+        with T.Assert(offset_ok, "noise sample_offset + batch must not exceed 2^32"):
+            pass
+        search = T.alloc_buffer((len(search_values),), "int64", scope="global")
+        for i, value in enumerate(search_values):
+            T.buffer_store(search, _i64(value), [i])
+        key = [T.Bind(key_buf[0]), T.Bind(key_buf[1])]
+        stream = [T.Bind(ctr_buf[0]), T.Bind(ctr_buf[1])]
+        offset = T.Bind(ctr_buf[2])
+        with T.parallel(0, batch) as row:
+            sample = T.Bind(offset + tirx.Cast("int64", row))
+            if full_blocks:
+                with T.serial(0, full_blocks) as block:
+                    _emit_block(table, search, out, row, block, sample, key, stream, per_block)
+            if remainder:
+                block = tirx.const(full_blocks, "int32")
+                _emit_block(table, search, out, row, block, sample, key, stream, remainder)
     return builder.get()

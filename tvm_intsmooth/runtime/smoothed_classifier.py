@@ -1,0 +1,125 @@
+"""SmoothedClassifier: vote counts of a compiled integer smoothed classifier, on the host.
+
+An artifact is a folder: ``model.so`` (the compiled library for its target), ``meta.json``
+(sigma, noise, TV bound, batch, shapes, target, ...) and ``model.onnx`` (the float model, for
+the floating-point reference smoothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import tvm
+from tqdm import tqdm
+from tvm import relax
+
+from ..build import build, export, load, resolve_target
+from ..errors import DataError, IntSmoothError
+
+MAX_SAMPLES = 2**32  # sample indices are one Philox counter word
+MAX_U64 = 2**64
+
+
+def _check_u64(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise IntSmoothError(f"{name} must be an integer, got {value!r}")
+    if not 0 <= int(value) < MAX_U64:
+        raise IntSmoothError(f"{name} must be in [0, 2^64), got {value}")
+    return int(value)
+
+
+def save_artifact(smoothed, path: str | os.PathLike, target="host") -> Path:
+    """Compile a SmoothedModel for ``target`` and write the artifact folder ``path``."""
+    path = Path(path)
+    spec = resolve_target(target)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    export(build(smoothed.mod, spec, require_integer_only=True), tmp / "model.so", spec)
+    if smoothed.onnx_model is not None:
+        onnx.save(smoothed.onnx_model, tmp / "model.onnx")
+    meta = {**smoothed.metadata(), "target": spec.name, "target_config": str(spec.target)}
+    meta["library_sha256"] = hashlib.sha256((tmp / "model.so").read_bytes()).hexdigest()
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.replace(path)
+    return path
+
+
+class SmoothedClassifier:
+    """Counts the votes of a smoothed classifier over any number of noisy samples."""
+
+    def __init__(self, vm: relax.VirtualMachine, meta: dict):
+        self.vm = vm
+        self.meta = meta
+        self.input_shape = tuple(meta["input_shape"])
+        self.num_classes = int(meta["num_classes"])
+        self.batch = int(meta["batch"])
+        self.sigma = float(meta["sigma"])
+        self.tv_bound = float(meta["tv_bound"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SmoothedClassifier:
+        """Load an artifact folder written by :func:`save_artifact` (for this machine)."""
+        path = Path(path)
+        if not (path / "meta.json").is_file():
+            raise IntSmoothError(
+                f"artifact {path}: not found (expected a folder with meta.json "
+                "and model.so, as written by `intsmooth compile`)"
+            )
+        meta = json.loads((path / "meta.json").read_text())
+        return cls(load(path / "model.so"), meta)
+
+    @classmethod
+    def from_model(cls, smoothed, target="host") -> SmoothedClassifier:
+        """Compile a SmoothedModel in memory (no artifact folder)."""
+        ex = build(smoothed.mod, target)
+        return cls(relax.VirtualMachine(ex, tvm.cpu()), smoothed.metadata())
+
+    def check_image(self, x: np.ndarray) -> np.ndarray:
+        """One image as uint8 [1, C, H, W], with clear errors for shape, dtype and range."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "iu":
+            raise DataError(f"image dtype {x.dtype}: expected integer pixels 0..255 (uint8)")
+        if x.shape not in (self.input_shape, (1, *self.input_shape)):
+            raise DataError(
+                f"image shape {x.shape}: this model takes {' x '.join(map(str, self.input_shape))}"
+            )
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise DataError(f"pixel values {x.min()}..{x.max()} outside 0..255")
+        return np.ascontiguousarray(x.reshape(1, *self.input_shape).astype(np.uint8))
+
+    def counts(
+        self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
+    ) -> np.ndarray:
+        """Vote counts (int64 [K]) of samples 0..n-1 of ``stream`` under ``seed``.
+
+        Batches use disjoint counter ranges, so the counts depend only on (model, x, n, seed,
+        stream), not on the batch size or the thread count; memory does not grow with n.
+        """
+        pixels = tvm.runtime.tensor(self.check_image(x))
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= MAX_SAMPLES:
+            raise IntSmoothError(f"n must be an integer in [1, 2^32], got {n!r}")
+        seed, stream = _check_u64(seed, "seed"), _check_u64(stream, "stream")
+        seed_t = tvm.runtime.tensor(np.array([seed & 0xFFFFFFFF, seed >> 32], np.int64))
+        total = np.zeros(self.num_classes, np.int64)
+        show = n >= 20 * self.batch if progress is None else progress
+        with tqdm(total=n, disable=not show, unit="sample", leave=False) as bar:
+            for offset in range(0, n, self.batch):
+                counter = np.array([stream & 0xFFFFFFFF, stream >> 32, offset], np.int64)
+                valid = min(self.batch, n - offset)
+                votes = self.vm["main"](
+                    pixels,
+                    seed_t,
+                    tvm.runtime.tensor(counter),
+                    tvm.runtime.tensor(np.array([valid], np.int64)),
+                )
+                total += votes.numpy()
+                bar.update(valid)
+        return total
