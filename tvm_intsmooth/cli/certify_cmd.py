@@ -1,0 +1,99 @@
+"""``intsmooth certify``: Cohen et al.'s CERTIFY for every selected image, written row by row."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .common import (
+    add_data_arguments,
+    fresh_seed,
+    load_classifier,
+    load_data,
+    positive_int,
+    probability,
+)
+
+HELP = "certify the L2 robustness of a smoothed classifier on a dataset"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "certify",
+        help=HELP,
+        description=HELP
+        + (
+            ". For each image: n0 noisy samples choose the class, n fresh samples (another stream) "
+            "bound its probability (Clopper-Pearson at alpha, minus the sampler's TV bound) and give "
+            "the radius sigma * Phi^-1(pA), or abstain. Rows are flushed one by one; rerunning the "
+            "same command resumes after the last finished row."
+        ),
+    )
+    p.add_argument("artifact", type=Path, help="artifact folder from `intsmooth compile`")
+    add_data_arguments(p)
+    p.add_argument("--n0", type=positive_int, default=100, help="selection samples (default 100)")
+    p.add_argument(
+        "--n", type=positive_int, default=100000, help="estimation samples (default 100000)"
+    )
+    p.add_argument(
+        "--alpha", type=probability, default=0.001, help="failure probability (default 0.001)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="64-bit noise seed (default: fresh from the OS, or the seed of the run "
+        "being resumed); written to the results",
+    )
+    p.add_argument(
+        "--float",
+        action="store_true",
+        dest="use_float",
+        help="certify the float reference instead (same ONNX model, continuous "
+        "Gaussian noise, onnxruntime)",
+    )
+    p.add_argument("-o", "--output", required=True, type=Path, help="RESULTS.tsv to write")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..certify import ResultRow, ResultsWriter, certify, sidecar_path
+
+    clf = load_classifier(args.artifact, args.use_float)
+    x, y = load_data(args, clf.input_shape)
+    seed = args.seed
+    if seed is None and sidecar_path(args.output).is_file():
+        seed = json.loads(sidecar_path(args.output).read_text()).get("seed")
+    seed = fresh_seed() if seed is None else seed
+    meta = json.loads((args.artifact / "meta.json").read_text())
+    metadata = {
+        "seed": seed,
+        "sigma": clf.sigma,
+        "n0": args.n0,
+        "n": args.n,
+        "alpha": args.alpha,
+        "noise": "gaussian_float32" if args.use_float else meta["noise"],
+        "tv_bound": clf.tv_bound,
+        "target": "onnxruntime" if args.use_float else meta["target"],
+        "artifact_sha256": meta["library_sha256"],
+        "data": str(args.data),
+        "skip": args.skip,
+        "max": args.max,
+    }
+    with ResultsWriter(args.output, metadata) as writer:
+        todo = [i for i in range(len(x)) if i * args.skip not in writer.done]
+        if len(todo) < len(x):
+            print(f"resuming {args.output}: {len(x) - len(todo)} rows already done", flush=True)
+        for i in tqdm(todo, desc="certify", unit="image"):
+            idx = i * args.skip  # the dataset index, as the reference scripts number rows
+            start = time.monotonic()
+            selection = clf.counts(x[i], args.n0, seed, 2 * idx)
+            estimation = clf.counts(x[i], args.n, seed, 2 * idx + 1)
+            cert = certify(selection, estimation, clf.sigma, args.alpha, clf.tv_bound)
+            writer.write(ResultRow.from_certificate(idx, int(y[i]), cert, time.monotonic() - start))
+    print(f"wrote {args.output} (seed {seed})")
+    return 0

@@ -1,0 +1,67 @@
+"""``intsmooth predict``: Cohen et al.'s PREDICT (binomial test on the top two counts)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .common import (
+    add_data_arguments,
+    fresh_seed,
+    load_classifier,
+    load_data,
+    positive_int,
+    probability,
+)
+
+HELP = "predict with a smoothed classifier (abstaining when the vote is not significant)"
+PREDICT_STREAM_BASE = 2**63  # streams apart from certify's 2*idx and 2*idx + 1
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help=HELP, description=HELP + ".")
+    p.add_argument("artifact", type=Path, help="artifact folder from `intsmooth compile`")
+    add_data_arguments(p)
+    p.add_argument("--n", type=positive_int, default=1000, help="noisy samples (default 1000)")
+    p.add_argument(
+        "--alpha", type=probability, default=0.001, help="failure probability (default 0.001)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="64-bit noise seed (default: fresh)")
+    p.add_argument(
+        "--float",
+        action="store_true",
+        dest="use_float",
+        help="use the float reference smoothing instead",
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, default=None, help="optional TSV: idx, label, predict, correct"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..certify import ABSTAIN, predict
+
+    clf = load_classifier(args.artifact, args.use_float)
+    x, y = load_data(args, clf.input_shape)
+    seed = fresh_seed() if args.seed is None else args.seed
+    preds = np.array(
+        [
+            predict(clf.counts(x[i], args.n, seed, PREDICT_STREAM_BASE + i * args.skip), args.alpha)
+            for i in tqdm(range(len(x)), desc="predict", unit="image")
+        ]
+    )
+    if args.output is not None:
+        lines = ["idx\tlabel\tpredict\tcorrect"] + [
+            f"{i * args.skip}\t{y[i]}\t{preds[i]}\t{int(preds[i] == y[i])}" for i in range(len(x))
+        ]
+        args.output.write_text("\n".join(lines) + "\n")
+    print(
+        f"seed {seed}, n {args.n}, alpha {args.alpha}: accuracy {100 * np.mean(preds == y):.2f}%,"
+        f" abstained {100 * np.mean(preds == ABSTAIN):.2f}% of {len(x)} images"
+    )
+    return 0

@@ -1,0 +1,36 @@
+"""``intsmooth report``: certified accuracy table (and plot) from RESULTS.tsv files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "certified-accuracy table and plot from certify results"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help=HELP,
+        description=HELP
+        + (
+            ": the fraction of images classified correctly with a certified radius >= r, at r = 0, "
+            "0.25, 0.5, ... as far as the runs' sigma and n allow; several files side by side."
+        ),
+    )
+    p.add_argument("results", type=Path, nargs="+", help="RESULTS.tsv file(s)")
+    p.add_argument(
+        "--png", type=Path, default=None, help="write a certified accuracy vs radius plot"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..certify import format_accuracy_table, plot_certified_accuracy, read_results
+
+    results = {str(path): read_results(path) for path in args.results}
+    print(format_accuracy_table(results))
+    if args.png is not None:
+        plot_certified_accuracy(results, args.png)
+        print(f"wrote {args.png}")
+    return 0

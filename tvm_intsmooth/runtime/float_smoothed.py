@@ -1,0 +1,66 @@
+"""Floating-point reference smoothing: the same ONNX model, continuous Gaussian noise, float32.
+
+This is the baseline the seed paper compares with (Cohen et al.'s smoothing): x/255 + N(0, sigma^2)
+per pixel, no clipping, onnxruntime float inference, argmax votes. Its noise is numpy's Philox
+stream keyed by (seed, stream), so runs are replayable; it has no sampler TV bound to subtract.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+
+from ..errors import IntSmoothError
+from ..importer import import_onnx
+from .smoothed_classifier import SmoothedClassifier, _check_u64
+
+
+class FloatSmoothedClassifier:
+    """Vote counts of the float model under continuous Gaussian noise (onnxruntime)."""
+
+    tv_bound = 0.0
+
+    def __init__(
+        self,
+        model: str | os.PathLike | onnx.ModelProto,
+        sigma: float,
+        batch: int = 100,
+        threads: int | None = None,
+    ):
+        import onnxruntime as ort
+
+        if not sigma > 0:
+            raise IntSmoothError(f"sigma must be > 0, got {sigma}")
+        imported = import_onnx(model)  # validates the model and gives its shapes
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(imported.onnx_model.SerializeToString(), options)
+        self.input_name = imported.input_name
+        self.input_shape = imported.input_shape
+        self.num_classes = imported.num_classes
+        self.sigma = float(sigma)
+        self.batch = batch
+
+    check_image = SmoothedClassifier.check_image
+
+    def counts(
+        self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
+    ) -> np.ndarray:
+        """Vote counts (int64 [K]) of n noisy float samples from the (seed, stream) generator."""
+        pixels = self.check_image(x).astype(np.float32) / np.float32(255)
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise IntSmoothError(f"n must be a positive integer, got {n!r}")
+        rng = np.random.Generator(
+            np.random.Philox(key=[_check_u64(seed, "seed"), _check_u64(stream, "stream")])
+        )
+        total = np.zeros(self.num_classes, np.int64)
+        for offset in range(0, n, self.batch):
+            size = min(self.batch, n - offset)
+            noise = rng.standard_normal((size, *self.input_shape), dtype=np.float32)
+            batch = pixels + np.float32(self.sigma) * noise
+            logits = self.session.run(None, {self.input_name: batch})[0]
+            total += np.bincount(logits.argmax(1), minlength=self.num_classes)
+        return total
