@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
         description=HELP
         + (
             ". For each image: n0 noisy samples choose the class, n fresh samples (another stream) "
-            "bound its probability (Clopper-Pearson at alpha, minus the sampler's TV bound) and give "
-            "the radius sigma * Phi^-1(pA), or abstain. Rows are flushed one by one; rerunning the "
+            "bound its probability (Clopper-Pearson at alpha, minus the sampler's TV bound) and "
+            "give the radius sigma * Phi^-1(pA), or abstain. Rows are flushed one by one; rerunning the "
             "same command resumes after the last finished row."
         ),
     )
