@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
         + (
             ". For each image: n0 noisy samples choose the class, n fresh samples (another stream) "
             "bound its probability (Clopper-Pearson at alpha, minus the sampler's TV bound) and "
-            "give the radius sigma * Phi^-1(pA), or abstain. Rows are flushed one by one; rerunning the "
-            "same command resumes after the last finished row."
+            "give the radius sigma * Phi^-1(pA), or abstain. Rows are flushed one by one; "
+            "rerunning the same command resumes after the last finished row."
         ),
     )
     p.add_argument("artifact", type=Path, help="artifact folder from `intsmooth compile`")
