@@ -13,6 +13,7 @@ from tvm import relax, tirx
 from tvm.support import cc
 
 from tvm_intsmooth.analysis.check_integer_only import check_integer_only
+from tvm_intsmooth.build.parallel_schedule import default_cpu_pipeline
 from tvm_intsmooth.build.targets import TargetSpec, resolve_target
 from tvm_intsmooth.errors import IntSmoothError
 
@@ -30,6 +31,13 @@ def _target_spec(target: TargetLike, num_threads: int | None) -> TargetSpec:
 
 def _base_pipeline(pipeline: str | tvm.transform.Pass | Callable) -> tvm.transform.Pass | Callable:
     return relax.get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
+
+
+def _default_for(pipeline, spec: TargetSpec):
+    """On CPUs, "default" means TVM's CPU pipeline plus ParallelizeOuterLoops."""
+    if isinstance(pipeline, str) and pipeline == "default" and spec.target.kind.name == "llvm":
+        return default_cpu_pipeline(spec.tvm_target)
+    return pipeline
 
 
 def _relax_pipeline(
@@ -69,7 +77,8 @@ def build(
             (see :func:`tvm_intsmooth.build.targets.resolve_target`).
         num_threads: overrides the target's ``num-cores`` (the parallelism kernels are built
             for; the runtime thread count is set by ``TVM_NUM_THREADS`` where the library runs).
-        relax_pipeline: the Relax pipeline name or pass (default: the relax default pipeline).
+        relax_pipeline: the Relax pipeline name or pass (default: TVM's CPU pipeline with
+            ParallelizeOuterLoops on llvm targets, the relax default pipeline elsewhere).
             A pipeline that applies a tuned MetaSchedule database goes here.
         require_integer_only: run :func:`check_integer_only` on the lowered Relax module and its
             PrimFuncs, and raise IntSmoothError listing every floating-point occurrence.
@@ -82,7 +91,7 @@ def build(
         raise IntSmoothError(f"build expects a tvm.IRModule, got {type(mod).__name__}.")
     spec = _target_spec(target, num_threads)
     errors: list[IntSmoothError] | None = [] if require_integer_only else None
-    pipeline = _relax_pipeline(relax_pipeline, errors)
+    pipeline = _relax_pipeline(_default_for(relax_pipeline, spec), errors)
     try:
         return tvm.compile(mod, target=spec.tvm_target, relax_pipeline=pipeline)
     except Exception:
@@ -108,7 +117,7 @@ def lower(
     spec = resolve_target(target)
     tgt = spec.tvm_target
     with tgt:
-        mod = _base_pipeline(relax_pipeline)(mod)
+        mod = _base_pipeline(_default_for(relax_pipeline, spec))(mod)
     prim_funcs = {gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     if not prim_funcs:
         return mod

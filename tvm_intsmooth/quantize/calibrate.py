@@ -40,7 +40,7 @@ def instrument(func: relax.Function) -> tuple[relax.Function, list[str]]:
     out = relax.Var("calibration_taps", relax.TupleType([v.ty for v in taps]))
     bindings = [*block.bindings, relax.VarBinding(out, relax.Tuple(taps))]
     body = relax.SeqExpr([relax.DataflowBlock(bindings)], out)
-    return relax.Function(func.params, body, out.ty), [v.name for v in taps]
+    return relax.Function(func.params, body, out.ty, attrs=func.attrs), [v.name for v in taps]
 
 
 def collect_ranges(

@@ -73,8 +73,15 @@ class SmoothedClassifier:
                 f"artifact {path}: not found (expected a folder with meta.json "
                 "and model.so, as written by `intsmooth compile`)"
             )
-        meta = json.loads((path / "meta.json").read_text())
-        return cls(load(path / "model.so"), meta)
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            vm = load(path / "model.so")
+            return cls(vm, meta)
+        except (ValueError, KeyError, TypeError) as err:
+            raise IntSmoothError(
+                f"artifact {path}: meta.json is unreadable or incomplete ({err!r}); write the "
+                "artifact again with save_artifact or `intsmooth compile`"
+            ) from None
 
     @classmethod
     def from_model(cls, smoothed, target="host") -> SmoothedClassifier:
@@ -104,8 +111,13 @@ class SmoothedClassifier:
         stream), not on the batch size or the thread count; memory does not grow with n.
         """
         pixels = tvm.runtime.tensor(self.check_image(x))
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= MAX_SAMPLES:
-            raise IntSmoothError(f"n must be an integer in [1, 2^32], got {n!r}")
+        # Every batch's counter range must end at or below 2^32 (the sampler asserts it).
+        max_n = MAX_SAMPLES - MAX_SAMPLES % self.batch
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= max_n:
+            raise IntSmoothError(
+                f"n must be an integer in [1, {max_n}] (sample indices of one stream stay below "
+                f"2^32 in batches of {self.batch}), got {n!r}; split larger runs over streams"
+            )
         seed, stream = _check_u64(seed, "seed"), _check_u64(stream, "stream")
         seed_t = tvm.runtime.tensor(np.array([seed & 0xFFFFFFFF, seed >> 32], np.int64))
         total = np.zeros(self.num_classes, np.int64)

@@ -232,7 +232,9 @@ def rounded_gaussian_table(
     with localcontext() as ctx:
         ctx.prec = 80
         left = [int((scale * f).to_integral_value(ROUND_HALF_EVEN)) for f in left_cdf[1:]]
-        rounding = 2 * sum(abs(Decimal(t) / scale - f) for t, f in zip(left, left_cdf[1:], strict=True))
+        rounding = 2 * sum(
+            abs(Decimal(t) / scale - f) for t, f in zip(left, left_cdf[1:], strict=True)
+        )
         rounding += 2 * k_max * _COMPUTATION_ERROR
         tail_mass = 2 * left_cdf[0] + 2 * _COMPUTATION_ERROR
     right = [2**bits - t for t in reversed(left)]

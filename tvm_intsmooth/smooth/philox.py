@@ -79,6 +79,8 @@ def emit_philox4x32(
     counter: Sequence[tirx.PrimExpr],
     key: Sequence[tirx.PrimExpr],
     rounds: int = DEFAULT_ROUNDS,
+    state: tirx.Buffer | None = None,
+    lane: tirx.PrimExpr | None = None,
 ) -> list[tirx.Var]:
     """Emit Philox-4x32 into the PrimFunc being built by the TIR IRBuilder; return 4 word vars.
 
@@ -86,22 +88,33 @@ def emit_philox4x32(
     returned int64 variables hold the output words, also in [0, 2^32). Call inside an active
     ``IRBuilder`` PrimFunc frame (e.g. in a loop body).
 
-    The state goes through a 6-word local buffer between rounds: TIR's simplifier substitutes
-    every ``Bind`` of pure arithmetic into its uses, so a chain of bindings across rounds would
-    grow exponentially (6 rounds already take 20 s to compile); buffer loads stop that.
+    The state goes through a 6-word int64 buffer between rounds: TIR's simplifier substitutes
+    every ``Bind`` of pure int64 arithmetic into its uses, so a chain of bindings across rounds
+    grows exponentially (6 rounds already take 20 s to compile); buffer loads stop that. By
+    default a local (6,) buffer is allocated at the point of the call. Inside a loop marked
+    vectorized that is wrong on TVM 0.27 (VectorizeLoop does not widen allocations made inside
+    the loop, so all lanes share one state): there, pass ``state``, an int64 (6, lanes) local
+    buffer allocated outside the vectorized loop, and ``lane``, the vectorized loop variable.
     """
     if len(counter) != 4 or len(key) != 2:
         raise ValueError(f"need 4 counter words and 2 key words, got {len(counter)}, {len(key)}")
-    state = T.alloc_buffer((6,), "int64", scope="local")
+    if (state is None) != (lane is None):
+        raise ValueError("pass state and lane together, or neither")
+    if state is None:
+        state = T.alloc_buffer((6,), "int64", scope="local")
+
+    def at(i: int) -> list:
+        return [i] if lane is None else [i, lane]
+
     for i, word in enumerate([*counter, *key]):
-        T.buffer_store(state, tirx.Cast("int64", word), [i])
+        T.buffer_store(state, tirx.Cast("int64", word), at(i))
     for r in range(rounds):
-        c0, c1, c2, c3, k0, k1 = (T.Bind(state[i]) for i in range(6))
+        c0, c1, c2, c3, k0, k1 = (T.Bind(state[tuple(at(i))]) for i in range(6))
         if r > 0:
             k0 = (k0 + _i64(PHILOX_W0)) & _i64(WORD_MASK)
             k1 = (k1 + _i64(PHILOX_W1)) & _i64(WORD_MASK)
         hi0, lo0 = _mulhilo_tir(PHILOX_M0, c0)
         hi1, lo1 = _mulhilo_tir(PHILOX_M1, c2)
         for i, word in enumerate([hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0, k0, k1]):
-            T.buffer_store(state, word, [i])
-    return [T.Bind(state[i]) for i in range(4)]
+            T.buffer_store(state, word, at(i))
+    return [T.Bind(state[tuple(at(i))]) for i in range(4)]

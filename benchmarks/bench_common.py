@@ -1,0 +1,76 @@
+"""Shared pieces of the benchmark scripts: the model to measure, its images, thread settings."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = REPO / "tvm_intsmooth" / "assets"
+# The bundled ResNet-20 (trained by /work/runs/train_resnet.sh); until it exists, an untrained
+# ResNet-20 of the same architecture stands in: speed and memory do not depend on the weights.
+DEFAULT_MODEL = ASSETS / "models" / "fashion_mnist32_resnet20_sigma025.onnx"
+IMAGES = ASSETS / "data" / "fashion_mnist32_test500.npz"
+
+
+def set_threads(threads: int) -> None:
+    """Fix the thread count of every runtime; call before importing tvm, torch or onnxruntime."""
+    for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def load_images() -> np.ndarray:
+    """The bundled Fashion-MNIST test images, padded to 3 x 32 x 32 uint8."""
+    with np.load(IMAGES) as data:
+        return data["x"]
+
+
+def export_untrained_resnet20(path: Path, input_shape: tuple[int, int, int]) -> Path:
+    """Write an untrained ResNet-20 (project architecture, fixed seed) as ONNX to ``path``."""
+    import torch
+
+    from tvm_intsmooth.train.export import export_onnx
+    from tvm_intsmooth.train.models import build_model
+
+    torch.manual_seed(0)
+    channels = input_shape[0]
+    model = build_model("resnet20", input_shape, 10, [0.3] * channels, [0.35] * channels)
+    return export_onnx(model, input_shape, path, {"note": "untrained, for speed measurements"})
+
+
+def resolve_model(model: str | None, workdir: Path) -> tuple[Path, str]:
+    """The ONNX file to measure and a description of it (exporting a stand-in if needed)."""
+    if model is not None:
+        path = Path(model)
+        if not path.is_file():
+            raise SystemExit(f"--model {path}: no such file")
+        return path, path.name
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL, DEFAULT_MODEL.name
+    shape = tuple(load_images().shape[1:])
+    path = export_untrained_resnet20(workdir / "resnet20_untrained.onnx", shape)
+    return path, "ResNet-20, untrained stand-in (bundled model not trained yet)"
+
+
+def onnx_input_shape(path: Path) -> tuple[int, ...]:
+    """C, H, W of the ONNX model's first input."""
+    import onnx
+
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    return tuple(int(d.dim_value) for d in dims[1:])
+
+
+def machine_description() -> dict:
+    """CPU model, core count and load, to print next to the figures."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg())}
