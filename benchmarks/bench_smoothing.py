@@ -40,8 +40,11 @@ Runner = Callable[[int, int], np.ndarray]  # (n, seed) -> vote counts
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", help=f"ONNX classifier (default: {bench_common.DEFAULT_MODEL.name}, "
-                   "or an untrained ResNet-20 while that does not exist)")
+    p.add_argument(
+        "--model",
+        help=f"ONNX classifier (default: {bench_common.DEFAULT_MODEL.name}, "
+        "or an untrained ResNet-20 while that does not exist)",
+    )
     p.add_argument("--batch", type=int, default=100, help="noisy samples per call (default 100)")
     p.add_argument("--threads", type=int, default=2, help="threads of every runtime (default 2)")
     p.add_argument("--n", type=int, default=1000, help="samples per timed run (default 1000)")
@@ -49,10 +52,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     p.add_argument("--calibration", type=int, default=32, help="calibration images (default 32)")
-    p.add_argument("--ort-int8-format", choices=("qdq", "qoperator"), default="qdq",
-                   help="ONNX Runtime quantized model format (default qdq)")
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated subset of {', '.join(METHODS)}")
+    p.add_argument(
+        "--ort-int8-format",
+        choices=("qdq", "qoperator"),
+        default="qdq",
+        help="ONNX Runtime quantized model format (default qdq)",
+    )
+    p.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {', '.join(METHODS)}",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -174,7 +184,10 @@ def measure(runners: dict[str, Runner], args) -> dict[str, list[float]]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| method | samples/s | relative to TVM int | median s per run |", "|---|---:|---:|---:|"]
+    lines = [
+        "| method | samples/s | relative to TVM int | median s per run |",
+        "|---|---:|---:|---:|",
+    ]
     for r in rows:
         rel = f"{r['relative_to_tvm_int']:.2f}x" if r["relative_to_tvm_int"] else "n/a"
         lines.append(f"| {r['method']} | {r['samples_per_s']:,.0f} | {rel} | {r['median_s']:.3f} |")

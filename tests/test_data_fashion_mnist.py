@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tvm_intsmooth.data import load_dataset
 from tvm_intsmooth.data.fashion_mnist import DEFAULT_DIR, load_fashion_mnist
 from tvm_intsmooth.errors import DataError
 
@@ -97,3 +98,12 @@ def test_real_test_set():
     # First labels of the published t10k set: ankle boot, pullover, trouser, trouser, shirt.
     np.testing.assert_array_equal(y[:5], [9, 2, 1, 1, 6])
     assert x.min() == 0 and x.max() == 255
+
+
+def test_dataset_spec_with_folder(tmp_path, small_set):
+    x, y = small_set
+    _write_set(tmp_path, "train", x, y, gz=True)
+    got_x, got_y = load_dataset(f"fashion-mnist32:{tmp_path}", split="train", skip=2)
+    assert got_x.shape == (4, 3, 32, 32)
+    np.testing.assert_array_equal(got_x[:, 2, 2:30, 2:30], x[::2])
+    np.testing.assert_array_equal(got_y, y[::2])

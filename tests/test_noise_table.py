@@ -40,7 +40,8 @@ def test_upper_tail_matches_scipy_and_mpmath():
     for x in [Fraction(0), Fraction(1, 510), Fraction(1, 3), Fraction(5, 2), Fraction(10), 37]:
         x = Fraction(x)
         got = normal_upper_tail(x)
-        assert float(got) == pytest.approx(special.ndtr(-float(x)), rel=1e-14, abs=0)
+        rel = 1e-14 if x < 30 else 1e-12  # scipy loses a few digits near the double underflow
+        assert float(got) == pytest.approx(special.ndtr(-float(x)), rel=rel, abs=0)
         exact = mpmath.ncdf(-mpmath.mpf(x.numerator) / x.denominator)
         assert abs(mpmath.mpf(str(got)) / exact - 1) < mpmath.mpf(10) ** -45
     with pytest.raises(ValueError):
@@ -140,9 +141,9 @@ def test_k_is_the_smallest_with_tail_below_the_bound():
 def test_k_grows_with_sigma_and_bits(tables):
     assert tables[(0.05, 64)].K < tables[(0.25, 64)].K
     assert tables[(0.25, 32)].K < tables[(0.25, 64)].K
-    # K covers about 6.6 (32 bits) and 10 (64 bits) standard deviations in grid steps.
-    assert tables[(0.25, 32)].K == pytest.approx(6.9 * 0.25 * 255, rel=0.05)
-    assert tables[(0.25, 64)].K == pytest.approx(9.6 * 0.25 * 255, rel=0.05)
+    # K covers about 6.9 (32 bits) and 9.6 (64 bits) standard deviations, in grid steps.
+    assert pytest.approx(6.9 * 0.25 * 255, rel=0.05) == tables[(0.25, 32)].K
+    assert pytest.approx(9.6 * 0.25 * 255, rel=0.05) == tables[(0.25, 64)].K
 
 
 def test_tv_bound_sizes_of_design_notes(tables):
@@ -176,6 +177,7 @@ def test_exact_step_default_is_one_255th():
         {"sigma": 0.25, "step": 0},
         {"sigma": 0.25, "tail": 1.0},
         {"sigma": 0.25, "tail": 0.0},
+        {"sigma": 0.25, "tail": 1e-200},
         {"sigma": 200.0},  # more than 32767 grid steps: no int16 noise
     ],
 )

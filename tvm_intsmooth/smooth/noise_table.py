@@ -42,6 +42,7 @@ from tvm_intsmooth.errors import IntSmoothError
 DEFAULT_STEP = Fraction(1, 255)
 SUPPORTED_BITS = (32, 64)
 MAX_K = 32767  # noise values are int16
+MIN_TAIL = Fraction(1, 2**500)
 _TARGET_DIGITS = 50  # relative precision of every CDF value
 _COMPUTATION_ERROR = Decimal("1e-45")  # generous bound on one CDF value's absolute error
 
@@ -185,23 +186,26 @@ class NoiseTable:
 
 
 def _smallest_k(half_step: Fraction, tail: Fraction) -> int:
-    """Smallest K >= 1 with P(|k| > K) = 2 Q((2K + 1) * half_step) <= tail."""
-    from scipy.special import ndtri
+    """Smallest K >= 1 with P(|k| > K) = 2 Q((2K + 1) * half_step) <= tail (bisection)."""
 
     def tail_ok(k: int) -> bool:
-        return 2 * Fraction(normal_upper_tail((2 * k + 1) * half_step)) <= tail
+        x = (2 * k + 1) * half_step
+        # 2 Q(30) < 1e-196 is below every allowed tail; skip the costly high-precision sum.
+        return x >= 30 or 2 * Fraction(normal_upper_tail(x)) <= tail
 
-    guess = -float(ndtri(float(tail) / 2)) / (2 * float(half_step)) - 0.5
-    k = max(1, math.ceil(guess) if math.isfinite(guess) else 1)
-    while not tail_ok(k):
-        k += 1
-        if k > MAX_K:
-            raise IntSmoothError(
-                f"sigma/step is too large for int16 noise (more than {MAX_K} grid steps)"
-            )
-    while k > 1 and tail_ok(k - 1):
-        k -= 1
-    return k
+    high = 1
+    while not tail_ok(high):
+        high *= 2
+    low = high // 2  # tail_ok(low) is False, or low == 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if tail_ok(middle) else (middle, high)
+    if high > MAX_K:
+        raise IntSmoothError(
+            f"sigma/step is too large for int16 noise: K = {high} > {MAX_K} grid steps; "
+            "use a smaller sigma or a larger step"
+        )
+    return high
 
 
 def rounded_gaussian_table(
@@ -222,8 +226,8 @@ def rounded_gaussian_table(
     if isinstance(bits, bool) or bits not in SUPPORTED_BITS:
         raise IntSmoothError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
     tail_frac = Fraction(2) ** -(bits + 6) if tail is None else _as_fraction(tail, "tail")
-    if tail_frac >= 1:
-        raise IntSmoothError(f"tail must be < 1, got {tail!r}")
+    if not MIN_TAIL <= tail_frac < 1:
+        raise IntSmoothError(f"tail must be in [2^-500, 1), got {tail!r}")
     half_step = step_frac / (2 * sigma_frac)  # F(j) = Phi((2j + 1) * half_step)
     k_max = _smallest_k(half_step, tail_frac)
     # left_cdf[i] = F(i - K - 1) = Q((2(K - i) + 1) * half_step), i = 0..K.
