@@ -30,9 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 import bench_common
+import numpy as np
 
 METHODS = ("tvm-int", "ort-float32", "ort-int8", "torch-float32")
 Runner = Callable[[int, int], np.ndarray]  # (n, seed) -> vote counts

@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import bench_common
+import numpy as np
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -36,6 +36,12 @@ def add_parser(sub) -> None:
         help="use at most M calibration images (default: all)",
     )
     p.add_argument(
+        "--eval",
+        default=None,
+        metavar="DATA",
+        help="data to measure float vs integer agreement on (default: the calibration data)",
+    )
+    p.add_argument(
         "--input-dtype",
         default="uint8",
         choices=["uint8", "int16"],
@@ -59,11 +65,17 @@ def run(args: argparse.Namespace) -> int:
     qmodel = quantize_static(imported, x, input_dtype=args.input_dtype)
     check_integer_only(qmodel.mod, raise_on_error=True)
     qmodel.save(args.output)
+    if args.eval is not None:
+        x, y = load_dataset(str(args.eval))
+        check_images(x, imported.input_shape, f"evaluation data {args.eval}")
     float_pred = CompiledClassifier(imported.mod).logits(float_inputs(x)).argmax(1)
     int_pred = CompiledClassifier(qmodel.mod).logits(x.astype(args.input_dtype)).argmax(1)
     agreement = float(np.mean(float_pred == int_pred))
     print(f"wrote {args.output} (integer-only: no floating-point dtype or op)")
-    print(f"top-1 agreement float vs integer: {100 * agreement:.2f}% on {len(x)} images")
+    print(
+        f"top-1 agreement float vs integer: {100 * agreement:.2f}% on {len(x)} images "
+        f"of {args.eval or args.calib}"
+    )
     print(
         f"accuracy: float {100 * np.mean(float_pred == y):.2f}%, "
         f"integer {100 * np.mean(int_pred == y):.2f}%"

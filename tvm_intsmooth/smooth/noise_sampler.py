@@ -58,6 +58,14 @@ def split_words(value: int, name: str) -> tuple[int, int]:
     return value & WORD_MASK, value >> 32
 
 
+def noise_call_args(seed: int, stream: int, sample_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(key, ctr)`` int64 arrays that the noise PrimFunc takes for these counters."""
+    key = np.array(split_words(seed, "seed"), dtype=np.int64)
+    sample_offset = _check_int(sample_offset, "sample_offset", 0, MAX_SAMPLE_INDEX)
+    ctr = np.array([*split_words(stream, "stream"), sample_offset], dtype=np.int64)
+    return key, ctr
+
+
 def sample_noise_numpy(
     table: NoiseTable, seed: int, stream: int, sample_offset: int, batch: int, num_coords: int
 ) -> np.ndarray:
@@ -137,7 +145,7 @@ def _emit_block(table, search, out, row, block, sample, key, stream, positions: 
 
 
 def noise_primfunc(
-    table: NoiseTable, batch: int, num_coords: int, name: str = "intsmooth_rounded_gaussian_noise"
+    table: NoiseTable, batch: int, num_coords: int, global_symbol: str | None = None
 ) -> tirx.PrimFunc:
     """TIR PrimFunc ``(key: int64[2], ctr: int64[3], out: int16[batch, num_coords])``.
 
@@ -145,15 +153,30 @@ def noise_primfunc(
     same noise as :func:`sample_noise_numpy`. Words outside [0, 2^32) and sample ranges past 2^32
     fail at run time with an assertion. Use from Relax as
     ``R.call_tir(gv, [key, ctr], out_ty=relax.TensorType((batch, num_coords), "int16"))``.
+
+    Without ``global_symbol`` the function is private: it takes the name of the GlobalVar it is
+    added under, so one Relax module can hold several (say for the n0 and the n batch shapes),
+    whereas a global symbol must be unique in a module. To build the PrimFunc on its own with
+    ``tvm.compile``, give it a ``global_symbol`` (private functions get no packed entry point).
+    It is marked ``tirx.is_scheduled``, so tuning leaves it alone; its loops must not be
+    vectorized (see :func:`emit_philox4x32`).
     """
     batch, num_coords = _check_shape(table, batch, num_coords)
+    if batch * num_coords >= 2**31:
+        raise IntSmoothError(
+            f"batch * num_coords = {batch * num_coords} must stay below 2^31 (int32 indexing): "
+            "draw the noise in smaller batches"
+        )
     per_block = table.per_philox_block
     full_blocks, remainder = divmod(num_coords, per_block)
     search_values = _search_table(table)
     word_limit = _i64(2**32)
     with IRBuilder() as builder, T.prim_func():
-        T.func_name(name)
-        T.func_attr({"global_symbol": name, "tirx.noalias": True, "tirx.is_scheduled": True})
+        attrs = {"tirx.noalias": True, "tirx.is_scheduled": True}
+        if global_symbol is not None:
+            T.func_name(global_symbol)
+            attrs["global_symbol"] = global_symbol
+        T.func_attr(attrs)
         key_buf = T.arg("key", T.buffer((2,), "int64"))
         ctr_buf = T.arg("ctr", T.buffer((3,), "int64"))
         out = T.arg("out", T.buffer((batch, num_coords), "int16"))
