@@ -193,18 +193,17 @@ def _smallest_k(half_step: Fraction, tail: Fraction) -> int:
         # 2 Q(30) < 1e-196 is below every allowed tail; skip the costly high-precision sum.
         return x >= 30 or 2 * Fraction(normal_upper_tail(x)) <= tail
 
-    high = 1
+    if not tail_ok(MAX_K):
+        raise IntSmoothError(
+            f"sigma/step is too large for int16 noise: K would exceed {MAX_K} grid steps; "
+            "use a smaller sigma or a larger step"
+        )
+    low, high = 0, 1  # invariant: tail_ok(high), and low == 0 or not tail_ok(low)
     while not tail_ok(high):
-        high *= 2
-    low = high // 2  # tail_ok(low) is False, or low == 0
+        low, high = high, min(2 * high, MAX_K)
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if tail_ok(middle) else (middle, high)
-    if high > MAX_K:
-        raise IntSmoothError(
-            f"sigma/step is too large for int16 noise: K = {high} > {MAX_K} grid steps; "
-            "use a smaller sigma or a larger step"
-        )
     return high
 
 
