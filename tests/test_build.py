@@ -8,7 +8,7 @@ import pytest
 import tvm
 from tvm import relax
 
-from tvm_intsmooth.build import build, export, load, resolve_target
+from tvm_intsmooth.schedule import build, export, load, resolve_target
 from tvm_intsmooth.errors import IntSmoothError
 
 MULTIPLIER, SHIFT = 1518500250, 36  # about 0.0221: fixed-point requantization

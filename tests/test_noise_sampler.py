@@ -13,8 +13,8 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script import builder as T
 
 from tvm_intsmooth.analysis import check_integer_only
-from tvm_intsmooth.build import lower
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.schedule import lower
 from tvm_intsmooth.smooth.noise_sampler import (
     _emit_lookup,
     _search_table,

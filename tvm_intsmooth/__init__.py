@@ -23,8 +23,8 @@ _EXPORTS = {
     "quantize_static": "tvm_intsmooth.quantize",
     "CalibrationReader": "tvm_intsmooth.quantize",
     "check_integer_only": "tvm_intsmooth.analysis",
-    "build": "tvm_intsmooth.build",
-    "resolve_target": "tvm_intsmooth.build",
+    "build": "tvm_intsmooth.schedule",
+    "resolve_target": "tvm_intsmooth.schedule",
     "interpret": "tvm_intsmooth.reference",
     "IntSmoothError": "tvm_intsmooth.errors",
 }

@@ -13,7 +13,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..build.build import build
+from ..schedule.build import build
 from .graph import dataflow_bindings, replace_function
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..build import build
+from ..schedule import build
 
 
 class CompiledClassifier:

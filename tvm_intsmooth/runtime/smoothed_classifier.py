@@ -19,7 +19,7 @@ import tvm
 from tqdm import tqdm
 from tvm import relax
 
-from ..build import build, export, load, resolve_target
+from ..schedule import build, export, load, resolve_target
 from ..errors import DataError, IntSmoothError
 
 MAX_SAMPLES = 2**32  # sample indices are one Philox counter word

@@ -13,8 +13,8 @@ from tvm import relax, tirx
 from tvm.support import cc
 
 from tvm_intsmooth.analysis.check_integer_only import check_integer_only
-from tvm_intsmooth.build.parallel_schedule import default_cpu_pipeline
-from tvm_intsmooth.build.targets import TargetSpec, resolve_target
+from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
+from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
 from tvm_intsmooth.errors import IntSmoothError
 
 __all__ = ["build", "lower", "export", "load"]
@@ -74,7 +74,7 @@ def build(
     Args:
         mod: the Relax module (with or without PrimFuncs).
         target: ``"host"``, a bundled target name, a target JSON path, a dict or a TargetSpec
-            (see :func:`tvm_intsmooth.build.targets.resolve_target`).
+            (see :func:`tvm_intsmooth.schedule.targets.resolve_target`).
         num_threads: overrides the target's ``num-cores`` (the parallelism kernels are built
             for; the runtime thread count is set by ``TVM_NUM_THREADS`` where the library runs).
         relax_pipeline: the Relax pipeline name or pass (default: TVM's CPU pipeline with
