@@ -19,10 +19,10 @@ from conftest import random_images
 from onnx_models import conv_model
 
 from tvm_intsmooth.analysis import check_integer_only
-from tvm_intsmooth.schedule import lower
 from tvm_intsmooth.errors import DataError, IntSmoothError
 from tvm_intsmooth.importer import import_onnx
 from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
+from tvm_intsmooth.schedule import lower
 from tvm_intsmooth.smooth.api import smooth
 from tvm_intsmooth.smooth.reference import reference_counts
 

@@ -8,9 +8,9 @@ import pytest
 import tvm
 from tvm.target import codegen
 
+from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule import TargetSpec, list_targets, resolve_target
 from tvm_intsmooth.schedule.targets import targets_dir
-from tvm_intsmooth.errors import IntSmoothError
 
 BUNDLED = ["rpi4", "rpi5", "x86-64", "x86-vnni"]
 

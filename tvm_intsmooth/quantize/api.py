@@ -66,8 +66,14 @@ class QuantizedModel:
             ) from None
         if meta.get("format") != ARTIFACT_FORMAT:
             raise IntSmoothError(f"quantized model {path}: unknown format {meta.get('format')!r}.")
-        return cls(mod, tuple(meta["input_shape"]), meta["num_classes"], meta["input_dtype"],
-                   meta["calibration"], meta["source"])
+        return cls(
+            mod,
+            tuple(meta["input_shape"]),
+            meta["num_classes"],
+            meta["input_dtype"],
+            meta["calibration"],
+            meta["source"],
+        )
 
 
 def check_images(images: np.ndarray, input_shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -113,5 +119,6 @@ def quantize_static(
         calibration_images = CalibrationReader(calibration_images, batch_size)
     ranges = collect_ranges(imported.mod, calibration_images, target=target)
     mod = QuantizeToInteger(ranges, input_dtype=input_dtype)(imported.mod)
-    return QuantizedModel(mod, imported.input_shape, imported.num_classes, input_dtype, ranges,
-                          imported.source)
+    return QuantizedModel(
+        mod, imported.input_shape, imported.num_classes, input_dtype, ranges, imported.source
+    )

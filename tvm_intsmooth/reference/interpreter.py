@@ -55,7 +55,8 @@ _BINARY = {
     "relax.floor_divide": np.floor_divide,
     "relax.equal": np.equal,
     "relax.less": np.less,
-    "relax.greater_equal": np.greater_equal, "relax.logical_and": np.logical_and,
+    "relax.greater_equal": np.greater_equal,
+    "relax.logical_and": np.logical_and,
 }
 
 

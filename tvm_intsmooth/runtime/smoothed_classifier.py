@@ -19,8 +19,8 @@ import tvm
 from tqdm import tqdm
 from tvm import relax
 
-from ..schedule import build, export, load, resolve_target
 from ..errors import DataError, IntSmoothError
+from ..schedule import build, export, load, resolve_target
 
 MAX_SAMPLES = 2**32  # sample indices are one Philox counter word
 MAX_U64 = 2**64

@@ -13,9 +13,9 @@ from tvm import relax, tirx
 from tvm.support import cc
 
 from tvm_intsmooth.analysis.check_integer_only import check_integer_only
+from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
-from tvm_intsmooth.errors import IntSmoothError
 
 __all__ = ["build", "lower", "export", "load"]
 
