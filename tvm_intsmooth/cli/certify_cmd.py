@@ -9,11 +9,10 @@ from pathlib import Path
 
 from .common import (
     add_data_arguments,
+    add_sampling_arguments,
     fresh_seed,
     load_classifier,
     load_data,
-    positive_int,
-    probability,
 )
 
 HELP = "certify the L2 robustness of a smoothed classifier on a dataset"
@@ -33,20 +32,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("artifact", type=Path, help="artifact folder from `intsmooth compile`")
     add_data_arguments(p)
-    p.add_argument("--n0", type=positive_int, default=100, help="selection samples (default 100)")
-    p.add_argument(
-        "--n", type=positive_int, default=100000, help="estimation samples (default 100000)"
-    )
-    p.add_argument(
-        "--alpha", type=probability, default=0.001, help="failure probability (default 0.001)"
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="64-bit noise seed (default: fresh from the OS, or the seed of the run "
-        "being resumed); written to the results",
-    )
+    add_sampling_arguments(p, 100000, "estimation samples")
     p.add_argument(
         "--float",
         action="store_true",

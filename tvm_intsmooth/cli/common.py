@@ -28,6 +28,29 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_sampling_arguments(
+    p: argparse.ArgumentParser, n_default: int, n_help: str, with_n0: bool = True
+) -> None:
+    """--n0 (selection samples), --n, --alpha and --seed, shared by certify, predict and demo."""
+    if with_n0:
+        p.add_argument(
+            "--n0", type=positive_int, default=100, help="selection samples (default 100)"
+        )
+    p.add_argument(
+        "--n", type=positive_int, default=n_default, help=f"{n_help} (default {n_default})"
+    )
+    p.add_argument(
+        "--alpha", type=probability, default=0.001, help="failure probability (default 0.001)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="64-bit noise seed, written to the results (default: fresh from the OS"
+        ", or the seed of the run being resumed)",
+    )
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

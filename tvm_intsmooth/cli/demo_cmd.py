@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import positive_int
+from .common import add_sampling_arguments, positive_int
 
 HELP = "compile the bundled model, certify bundled real images, integer vs float"
 
@@ -24,15 +24,7 @@ def add_parser(sub) -> None:
         metavar="M",
         help="images to certify (default 20, every 20th of the Fashion-MNIST test set)",
     )
-    p.add_argument("--n0", type=positive_int, default=100, help="selection samples (default 100)")
-    p.add_argument(
-        "--n",
-        type=positive_int,
-        default=1000,
-        help="estimation samples per image (default 1000, to fit a few minutes)",
-    )
-    p.add_argument("--alpha", type=float, default=0.001, help="failure probability")
-    p.add_argument("--seed", type=int, default=None, help="noise seed (default: fresh)")
+    add_sampling_arguments(p, 1000, "estimation samples per image, to fit a few minutes")
     p.add_argument(
         "--out",
         type=Path,

@@ -9,11 +9,10 @@ import numpy as np
 
 from .common import (
     add_data_arguments,
+    add_sampling_arguments,
     fresh_seed,
     load_classifier,
     load_data,
-    positive_int,
-    probability,
 )
 
 HELP = "predict with a smoothed classifier (abstaining when the vote is not significant)"
@@ -24,11 +23,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("predict", help=HELP, description=HELP + ".")
     p.add_argument("artifact", type=Path, help="artifact folder from `intsmooth compile`")
     add_data_arguments(p)
-    p.add_argument("--n", type=positive_int, default=1000, help="noisy samples (default 1000)")
-    p.add_argument(
-        "--alpha", type=probability, default=0.001, help="failure probability (default 0.001)"
-    )
-    p.add_argument("--seed", type=int, default=None, help="64-bit noise seed (default: fresh)")
+    add_sampling_arguments(p, 1000, "noisy samples", with_n0=False)
     p.add_argument(
         "--float",
         action="store_true",
