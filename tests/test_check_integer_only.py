@@ -128,9 +128,10 @@ def test_float_found_in_lowered_module():
         lambda bb, x: relax.op.astype(bb.emit(relax.op.astype(x, "float16")), "int8")
     )
     found = check_integer_only(lower(mod, "host"))
-    kinds = {(f.function, f.kind) for f in found}
-    assert ("main", "dtype") in kinds  # R.vm.alloc_tensor(..., R.dtype("float16"))
-    assert any(f.kind == "call" and "(pointee)" in f.where for f in found)
+    # The default CPU pipeline fuses both casts: the float16 intermediate is allocated inside
+    # the fused PrimFunc, and its cast and expression are found there.
+    kinds = {f.kind for f in found}
+    assert {"allocation", "cast"} <= kinds, found
     assert all(f.dtype == "float16" for f in found)
 
 
