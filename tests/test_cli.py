@@ -99,12 +99,14 @@ def test_quantize_unsupported_ops_one_paragraph(tmp_path):
 
 
 CERTIFY = ["--n0", "20", "--n", "200", "--alpha", "0.01", "--seed", "77"]
+# Enough samples per image that the run can be killed between rows on a fast machine.
+SLOW_CERTIFY = ["--n0", "20", "--n", "5000", "--alpha", "0.01", "--seed", "77"]
 
 
 def test_certify_resumes_after_kill(workspace, tmp_path):
     data = ["--data", workspace / "data.npz"]
     full = tmp_path / "full.tsv"
-    intsmooth("certify", workspace / "art", *data, *CERTIFY, "-o", full, check=True)
+    intsmooth("certify", workspace / "art", *data, *SLOW_CERTIFY, "-o", full, check=True)
     killed = tmp_path / "killed.tsv"
     cmd = [
         sys.executable,
@@ -113,21 +115,23 @@ def test_certify_resumes_after_kill(workspace, tmp_path):
         "certify",
         str(workspace / "art"),
         *map(str, data),
-        *CERTIFY,
+        *SLOW_CERTIFY,
         "-o",
         str(killed),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if killed.exists() and len(killed.read_text().splitlines()) >= 3:  # header + 2 rows
+        if killed.exists() and len(killed.read_text().splitlines()) >= 2:  # header + 1 row
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = len(killed.read_text().splitlines()) - 1
-    assert 2 <= done_before < 6
-    proc = intsmooth("certify", workspace / "art", *data, *CERTIFY[:-2], "-o", killed, check=True)
+    assert 1 <= done_before < 6
+    proc = intsmooth(
+        "certify", workspace / "art", *data, *SLOW_CERTIFY[:-2], "-o", killed, check=True
+    )
     assert "resuming" in proc.stdout
 
     def rows(path):
