@@ -16,6 +16,15 @@ DEFAULT_MODEL = ASSETS / "models" / "fashion_mnist32_resnet20_sigma025.onnx"
 IMAGES = ASSETS / "data" / "fashion_mnist32_test500.npz"
 
 
+def add_model_argument(p) -> None:
+    """The --model option shared by the benchmark scripts."""
+    p.add_argument(
+        "--model",
+        help=f"ONNX classifier (default: {DEFAULT_MODEL.name}, "
+        "or an untrained ResNet-20 while that does not exist)",
+    )
+
+
 def set_threads(threads: int) -> None:
     """Fix the thread count of every runtime; call before importing tvm, torch or onnxruntime."""
     for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

@@ -39,11 +39,7 @@ Runner = Callable[[int, int], np.ndarray]  # (n, seed) -> vote counts
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--model",
-        help=f"ONNX classifier (default: {bench_common.DEFAULT_MODEL.name}, "
-        "or an untrained ResNet-20 while that does not exist)",
-    )
+    bench_common.add_model_argument(p)
     p.add_argument("--batch", type=int, default=100, help="noisy samples per call (default 100)")
     p.add_argument("--threads", type=int, default=2, help="threads of every runtime (default 2)")
     p.add_argument("--n", type=int, default=1000, help="samples per timed run (default 1000)")

@@ -28,11 +28,7 @@ import numpy as np
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--model",
-        help=f"ONNX classifier (default: {bench_common.DEFAULT_MODEL.name}, "
-        "or an untrained ResNet-20 while that does not exist)",
-    )
+    bench_common.add_model_argument(p)
     p.add_argument("--artifact", help="an existing artifact folder (skips compiling --model)")
     p.add_argument("--n", default="1000,100000", help="comma-separated sample counts")
     p.add_argument("--batch", type=int, default=100, help="compiled batch size (default 100)")
