@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import site
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,8 +74,15 @@ class TargetSpec:
 
 
 def targets_dir() -> Path:
-    """The bundled targets/ folder (at the repository root, beside the package)."""
-    return Path(__file__).resolve().parents[2] / "targets"
+    """The bundled target files: targets/ beside the package in a source checkout, or
+    ``<prefix>/share/tvm_intsmooth/targets`` where a wheel installed them (``pip install
+    --user`` puts them under the user base instead)."""
+    checkout = Path(__file__).resolve().parents[2] / "targets"
+    installed = [
+        Path(base) / "share" / "tvm_intsmooth" / "targets"
+        for base in (sys.prefix, site.getuserbase())
+    ]
+    return next((d for d in (checkout, *installed) if d.is_dir()), installed[0])
 
 
 def list_targets() -> list[str]:
