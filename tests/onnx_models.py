@@ -194,6 +194,15 @@ def mlp_model() -> onnx.ModelProto:
     return g.build(g.gemm(x, 10))
 
 
+def first_pixel_model(shape: tuple[int, ...] = (1, 4, 4)) -> onnx.ModelProto:
+    """Logits (x[0], 0): class 0 wins exactly when the first pixel is >= 0 (ties go to 0)."""
+    g = GraphBuilder(shape)
+    x = g.flatten("input")
+    weight = np.zeros((int(np.prod(shape)), 2), np.float32)
+    weight[0, 0] = 1.0
+    return g.build(g.node("MatMul", [x, g.const(weight, "w")], (2,)))
+
+
 TEST_MODELS = {
     "conv": conv_model,
     "depthwise": depthwise_model,

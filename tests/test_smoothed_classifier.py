@@ -23,7 +23,9 @@ from tvm_intsmooth.errors import DataError, IntSmoothError
 from tvm_intsmooth.importer import import_onnx
 from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
 from tvm_intsmooth.schedule import lower
-from tvm_intsmooth.smooth.api import smooth
+from tvm_intsmooth.smooth.api import CALIBRATION_SEED, noisy_calibration, smooth
+from tvm_intsmooth.smooth.noise_sampler import sample_noise_numpy
+from tvm_intsmooth.smooth.noise_table import rounded_gaussian_table
 from tvm_intsmooth.smooth.reference import reference_counts
 
 SIGMA = 0.5  # large enough that the votes spread over several classes
@@ -95,6 +97,45 @@ def test_counts_equal_numpy_reference(
     expected = reference_counts(smoothed_by_batch(7), image, n, seed, stream)
     np.testing.assert_array_equal(counts, expected)
     assert counts.sum() == n
+
+
+@pytest.mark.parametrize("clip", ["none", "clip"])
+def test_noisy_calibration_is_the_deployed_noise(calibration, clip):
+    """Calibration sees each image once, plus the rounded Gaussian the compiled sampler draws
+    (stream = batch number), clipped only under the "clip" policy; compiles are reproducible."""
+    table = rounded_gaussian_table(SIGMA)
+    batches = list(noisy_calibration(calibration, SHAPE, table, clip, batch_size=24))
+    assert [len(b) for b in batches] == [24, 24, 16]
+    coords = int(np.prod(SHAPE))
+    for number, batch in enumerate(batches):
+        clean = calibration[24 * number : 24 * number + len(batch)]
+        noise = sample_noise_numpy(table, CALIBRATION_SEED, number, 0, len(batch), coords)
+        expected = clean.astype(np.int64) + noise.reshape(clean.shape)
+        if clip == "clip":
+            expected = np.clip(expected, 0, 255)
+        assert batch.dtype == np.int16
+        np.testing.assert_array_equal(batch, expected)
+        assert (expected.min() < 0) == (clip == "none")
+    again = noisy_calibration(calibration, SHAPE, table, clip, batch_size=24)
+    for first, second in zip(batches, again, strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_noisy_calibration_checks_images_up_front():
+    table = rounded_gaussian_table(SIGMA)
+    with pytest.raises(DataError, match="calibration data"):
+        noisy_calibration(np.zeros((4, 1, 5, 5), np.uint8), SHAPE, table, "none")
+
+
+def test_clipped_counts_equal_numpy_reference(imported, calibration, image):
+    """The "clip" policy (noisy pixels clamped to 0..255) is bit-exact too, and it matters here:
+    the image has saturated pixels, so clipped and unclipped votes differ."""
+    clipped = smooth(imported, calibration, SIGMA, batch=16, clip="clip")
+    counts = SmoothedClassifier.from_model(clipped).counts(image, 64, seed=3)
+    np.testing.assert_array_equal(counts, reference_counts(clipped, image, 64, 3))
+    unclipped = smooth(imported, calibration, SIGMA, batch=16)
+    assert unclipped.clip == "none"
+    assert not np.array_equal(counts, SmoothedClassifier.from_model(unclipped).counts(image, 64, 3))
 
 
 def test_reference_comparison_sees_several_classes(classifier_by_batch, image):

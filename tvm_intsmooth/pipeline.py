@@ -29,7 +29,7 @@ def smoothing_pipeline(
     sigma: float,
     batch: int,
     *,
-    clip: str = "clip",
+    clip: str = "none",
     bits: int = 64,
     dump_ir: str | os.PathLike | None = None,
 ) -> tuple[tvm.transform.Pass, NoiseTable]:

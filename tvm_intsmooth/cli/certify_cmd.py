@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         "alpha": args.alpha,
         "noise": "gaussian_float32" if args.use_float else meta["noise"],
         "tv_bound": clf.tv_bound,
+        "clip": meta.get("clip", "clip"),
         "target": "onnxruntime" if args.use_float else meta["target"],
         "artifact_sha256": meta["library_sha256"],
         "data": str(args.data),

@@ -93,7 +93,10 @@ def load_classifier(artifact: Path, use_float: bool, batch: int | None = None):
     if not (artifact / "model.onnx").is_file():
         raise IntSmoothError(f"artifact {artifact} has no model.onnx for the float reference")
     return FloatSmoothedClassifier(
-        artifact / "model.onnx", meta["sigma"], batch=batch or int(meta["batch"])
+        artifact / "model.onnx",
+        meta["sigma"],
+        batch=batch or int(meta["batch"]),
+        clip=meta.get("clip", "clip"),  # the same base classifier as the integer artifact
     )
 
 

@@ -29,7 +29,10 @@ def add_parser(sub) -> None:
         "target JSON file (default: host)",
     )
     p.add_argument(
-        "--calib", required=True, metavar="DATA", help="calibration data (.npz or dataset name)"
+        "--calib",
+        required=True,
+        metavar="DATA",
+        help="calibration data: .npz, or a dataset name (its training split is used)",
     )
     p.add_argument(
         "--calib-max",
@@ -43,6 +46,13 @@ def add_parser(sub) -> None:
         type=positive_int,
         default=100,
         help="noisy samples per call of the compiled function (default 100)",
+    )
+    p.add_argument(
+        "--clip",
+        default="none",
+        choices=["none", "clip"],
+        help="noisy pixels: 'none' leaves them unclipped, as Cohen et al. and noise-augmented "
+        "training do; 'clip' clamps them to 0..255 (default none)",
     )
     p.add_argument(
         "--bits",
@@ -73,16 +83,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.sigma > 0:
         raise IntSmoothError(f"--sigma must be > 0, got {args.sigma}")
     imported = import_onnx(args.model)
-    x, _ = load_dataset(str(args.calib), max_count=args.calib_max)
+    x, _ = load_dataset(str(args.calib), split="train", max_count=args.calib_max)
     check_images(x, imported.input_shape, f"calibration data {args.calib}")
     print(f"quantizing {args.model} (calibration: {len(x)} images of {args.calib}) ...", flush=True)
     smoothed = smooth(
-        imported, x, args.sigma, batch=args.batch, bits=args.bits, dump_ir=args.dump_ir
+        imported,
+        x,
+        args.sigma,
+        batch=args.batch,
+        clip=args.clip,
+        bits=args.bits,
+        dump_ir=args.dump_ir,
     )
     print(f"building for {args.target} ...", flush=True)
     save_artifact(smoothed, args.output, args.target)
     print(
-        f"wrote {args.output}: sigma {args.sigma}, batch {args.batch}, noise rounded Gaussian "
+        f"wrote {args.output}: sigma {args.sigma}, batch {args.batch}, clip {args.clip}, noise "
+        "rounded Gaussian "
         f"(K = {smoothed.table.K}, {args.bits}-bit thresholds, TV bound "
         f"{smoothed.tv_bound:.3g} per sample), integer-only"
     )

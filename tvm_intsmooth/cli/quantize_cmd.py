@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
         required=True,
         metavar="DATA",
         help="calibration data: an .npz (x uint8 N x C x H x W, y labels) or a "
-        "dataset name such as fashion-mnist",
+        "dataset name such as fashion-mnist (its training split)",
     )
     p.add_argument(
         "--max",
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import CompiledClassifier, float_inputs
 
     imported = import_onnx(args.model)
-    x, y = load_dataset(str(args.calib), max_count=args.max)
+    x, y = load_dataset(str(args.calib), split="train", max_count=args.max)
     check_images(x, imported.input_shape, f"calibration data {args.calib}")
     print(f"calibrating {imported.source} on {len(x)} images of {args.calib} ...", flush=True)
     qmodel = quantize_static(imported, x, input_dtype=args.input_dtype)

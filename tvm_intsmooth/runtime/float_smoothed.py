@@ -1,8 +1,10 @@
 """Floating-point reference smoothing: the same ONNX model, continuous Gaussian noise, float32.
 
 This is the baseline the seed paper compares with (Cohen et al.'s smoothing): x/255 + N(0, sigma^2)
-per pixel, no clipping, onnxruntime float inference, argmax votes. Its noise is numpy's Philox
-stream keyed by (seed, stream), so runs are replayable; it has no sampler TV bound to subtract.
+per pixel, onnxruntime float inference, argmax votes. Noisy pixels are left unclipped, as in Cohen
+et al., unless ``clip="clip"`` clamps them to [0, 1], which mirrors an integer artifact compiled
+with that policy. Its noise is numpy's Philox stream keyed by (seed, stream), so runs are
+replayable; it has no sampler TV bound to subtract.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import onnx
 
 from ..errors import IntSmoothError
 from ..importer import import_onnx
+from ..smooth.inject_integer_noise import CLIP_POLICIES
 from .smoothed_classifier import SmoothedClassifier, _check_u64
 
 
@@ -28,11 +31,14 @@ class FloatSmoothedClassifier:
         sigma: float,
         batch: int = 100,
         threads: int | None = None,
+        clip: str = "none",
     ):
         import onnxruntime as ort
 
         if not sigma > 0:
             raise IntSmoothError(f"sigma must be > 0, got {sigma}")
+        if clip not in CLIP_POLICIES:
+            raise IntSmoothError(f"clip policy {clip!r}: use one of {CLIP_POLICIES}")
         imported = import_onnx(model)  # validates the model and gives its shapes
         options = ort.SessionOptions()
         if threads:
@@ -43,6 +49,7 @@ class FloatSmoothedClassifier:
         self.num_classes = imported.num_classes
         self.sigma = float(sigma)
         self.batch = batch
+        self.clip = clip
 
     check_image = SmoothedClassifier.check_image
 
@@ -54,13 +61,18 @@ class FloatSmoothedClassifier:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise IntSmoothError(f"n must be a positive integer, got {n!r}")
         rng = np.random.Generator(
-            np.random.Philox(key=[_check_u64(seed, "seed"), _check_u64(stream, "stream")])
+            # A uint64 array: a Python list of ints >= 2^63 goes through float64 and collides.
+            np.random.Philox(
+                key=np.array([_check_u64(seed, "seed"), _check_u64(stream, "stream")], np.uint64)
+            )
         )
         total = np.zeros(self.num_classes, np.int64)
         for offset in range(0, n, self.batch):
             size = min(self.batch, n - offset)
             noise = rng.standard_normal((size, *self.input_shape), dtype=np.float32)
             batch = pixels + np.float32(self.sigma) * noise
+            if self.clip == "clip":
+                np.clip(batch, 0, 1, out=batch)
             logits = self.session.run(None, {self.input_name: batch})[0]
             total += np.bincount(logits.argmax(1), minlength=self.num_classes)
         return total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +12,14 @@ import tvm
 
 from ..importer import ImportedModel, import_onnx
 from ..pipeline import smoothing_pipeline
-from ..quantize import QuantizedModel, quantize_static
+from ..quantize import QuantizedModel, check_images, quantize_static
+from ..quantize.calibrate import CalibrationReader
+from .noise_sampler import sample_noise_numpy
 from .noise_table import NoiseTable
+
+# Calibration noise only sets activation ranges, so a fixed seed keeps compiles reproducible
+# without weakening anything; certification never uses it.
+CALIBRATION_SEED = 0x1C0FFEE
 
 
 @dataclass
@@ -61,7 +67,7 @@ def smooth(
     sigma: float,
     *,
     batch: int = 100,
-    clip: str = "clip",
+    clip: str = "none",
     bits: int = 64,
     dump_ir: str | os.PathLike | None = None,
 ) -> SmoothedModel:
@@ -69,15 +75,47 @@ def smooth(
 
     Args:
         model: ONNX file or proto (float pixels in [0, 1]), or an :class:`ImportedModel`.
-        calibration_images: uint8 N x C x H x W images for the activation ranges.
+        calibration_images: uint8 N x C x H x W images (or an iterable of such batches). The
+            activation ranges are measured on one noisy copy of each, drawn from the same
+            rounded Gaussian (and clip policy) the compiled classifier will see.
         sigma: noise level in [0, 1] pixel units.
         batch: noisy samples per call of the compiled function.
-        clip: "clip" (noisy pixels clamped to 0..255) or "none".
+        clip: "none" (noisy pixels passed on unclipped, as in Cohen et al. and noise-augmented
+            training) or "clip" (clamped to 0..255).
         bits: uniform width of the noise sampler (64 or 32).
         dump_ir: folder to write the IR after each phase to, for inspection.
     """
     imported = model if isinstance(model, ImportedModel) else import_onnx(model)
-    quantized = quantize_static(imported, calibration_images, input_dtype="int16")
     seq, table = smoothing_pipeline(sigma, batch, clip=clip, bits=bits, dump_ir=dump_ir)
+    noisy = noisy_calibration(calibration_images, imported.input_shape, table, clip)
+    quantized = quantize_static(imported, noisy, input_dtype="int16")
     mod = seq(quantized.mod)
     return SmoothedModel(mod, quantized, table, batch, clip, imported.onnx_model)
+
+
+def noisy_calibration(
+    images: np.ndarray | Iterable[np.ndarray],
+    input_shape: tuple[int, ...],
+    table: NoiseTable,
+    clip: str,
+    batch_size: int = 64,
+) -> Iterable[np.ndarray]:
+    """Calibration batches as the smoothed classifier's base model sees them: int16 images plus
+    rounded Gaussian noise (clamped to 0..255 when ``clip == "clip"``), one copy per image.
+
+    Ranges measured on clean images saturate under noise; these are drawn from the deployed
+    sampler (stream = batch number, fixed seed), so compiling twice gives the same artifact.
+    """
+    if isinstance(images, np.ndarray):  # checked now, not when calibration reaches it
+        check_images(images, input_shape, "calibration data")
+        images = CalibrationReader(images, batch_size)
+    coords = int(np.prod(input_shape))
+
+    def batches() -> Iterator[np.ndarray]:
+        for number, batch in enumerate(images):
+            batch = check_images(np.asarray(batch), input_shape, f"calibration batch {number}")
+            noise = sample_noise_numpy(table, CALIBRATION_SEED, number, 0, len(batch), coords)
+            noisy = batch.astype(np.int16) + noise.reshape(batch.shape)
+            yield np.clip(noisy, 0, 255) if clip == "clip" else noisy
+
+    return batches()
