@@ -76,11 +76,13 @@ def test_inject_matches_hand_built_module(sigma, batch, clip, bits):
     tvm.ir.assert_structural_equal(after, _expected(sigma, batch, clip == "clip", bits))
 
 
-def test_inject_computes_clipped_noisy_logits():
-    """Compiled, the rewritten main equals numpy: clip(pixels + noise, 0, 255) @ WEIGHT."""
+@pytest.mark.parametrize("clip", ["none", "clip"])
+def test_inject_computes_noisy_logits(clip):
+    """Compiled, the rewritten main equals numpy: (pixels + noise) @ WEIGHT, with the noisy
+    pixels clamped to 0..255 under the "clip" policy and left alone under "none"."""
     batch, seed, stream, offset = 4, 2**63 + 11, 2**32 + 3, 17
     table = rounded_gaussian_table(0.5)
-    ex = tvm.compile(InjectIntegerNoise(0.5, batch)(_classifier()), target="llvm")
+    ex = tvm.compile(InjectIntegerNoise(0.5, batch, clip=clip)(_classifier()), target="llvm")
     vm = relax.VirtualMachine(ex, tvm.cpu())
     # Pixels at both ends of the range, where clipping changes the sum.
     pixels = np.array([0, 1, 128, 254, 255, 3], np.uint8).reshape(1, *SHAPE)
@@ -89,8 +91,10 @@ def test_inject_computes_clipped_noisy_logits():
     logits = vm["main"](*(tvm.runtime.tensor(a) for a in (pixels, seed_words, counter))).numpy()
 
     noise = sample_noise_numpy(table, seed, stream, offset, batch, COORDS).astype(np.int64)
-    noisy = np.clip(pixels.reshape(1, COORDS).astype(np.int64) + noise, 0, 255)
-    assert np.any(pixels.reshape(1, COORDS) + noise > 255)  # clipping is exercised
+    noisy = pixels.reshape(1, COORDS).astype(np.int64) + noise
+    if clip == "clip":
+        noisy = np.clip(noisy, 0, 255)
+    assert np.any(pixels.reshape(1, COORDS) + noise > 255)  # the policy makes a difference
     assert np.any(pixels.reshape(1, COORDS) + noise < 0)
     np.testing.assert_array_equal(logits, noisy @ WEIGHT.astype(np.int64))
 
