@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..certify import format_accuracy_table, plot_certified_accuracy, read_results
 
-    results = {str(path): read_results(path) for path in args.results}
+    names = [path.name for path in args.results]
+    unique = len(set(names)) == len(names)  # short labels unless two runs share a file name
+    results = {(path.name if unique else str(path)): read_results(path) for path in args.results}
     print(format_accuracy_table(results))
     if args.png is not None:
         plot_certified_accuracy(results, args.png)
