@@ -45,14 +45,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def median_ms(func, inputs, repeats: int) -> float:
-    func(*inputs)  # warm-up
-    times = []
+def interleaved_median_ms(calls: dict, repeats: int) -> dict[str, float]:
+    """Median ms per call of each variant, timed in turn (A, B, C, A, B, C, ...), so that the
+    load of a shared machine drifts over all of them alike."""
+    for func, inputs in calls.values():
+        func(*inputs)  # warm-up
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        func(*inputs)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        for name, (func, inputs) in calls.items():
+            start = time.perf_counter()
+            func(*inputs)
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,16 +86,16 @@ def main(argv: list[str] | None = None) -> None:
     noisy = rng.integers(-200, 456, (args.batch, *shape)).astype(np.int16)
     classifier = smoothed.quantized.mod
     bound = relax.transform.BindSymbolicVars({"batch": args.batch})(classifier)
-    rows = {
-        "smoothed function (noise + network + votes)": vm(smoothed.mod),
-        "int16 classifier, symbolic batch": vm(classifier),
-        f"int16 classifier, batch bound to {args.batch}": vm(bound),
+    batch_input = [tvm.runtime.tensor(noisy)]
+    calls = {
+        "smoothed function (noise + network + votes)": (vm(smoothed.mod), smoothed_inputs),
+        "int16 classifier, symbolic batch": (vm(classifier), batch_input),
+        f"int16 classifier, batch bound to {args.batch}": (vm(bound), batch_input),
     }
     print(f"{description}, batch {args.batch}, {args.threads} threads")
     print(machine_description())
-    for name, func in rows.items():
-        inputs = smoothed_inputs if name.startswith("smoothed") else [tvm.runtime.tensor(noisy)]
-        print(f"{name:48s} {median_ms(func, inputs, args.repeats):9.1f} ms per call")
+    for name, ms in interleaved_median_ms(calls, args.repeats).items():
+        print(f"{name:48s} {ms:9.1f} ms per call")
 
 
 if __name__ == "__main__":
