@@ -189,3 +189,21 @@ def test_bad_input_is_one_line(workspace, tmp_path, args, words):
     assert last.startswith("intsmooth") and "error:" in last, proc.stderr
     for word in words:
         assert word in last, proc.stderr
+
+
+def test_report_into_a_closed_pipe_stops_quietly(tmp_path):
+    """`intsmooth report ... | head -1`: the reader goes away, the command stops without a
+    traceback and with the shell's SIGPIPE status."""
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text(
+        "idx\tlabel\tpredict\tradius\tcorrect\ttime\tnA\tn\n0\t1\t1\t0.5\t1\t0:00:01\t99\t100\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tvm_intsmooth.cli", "report", str(tsv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before the command has written anything
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr, stderr
