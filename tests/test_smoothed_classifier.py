@@ -127,15 +127,16 @@ def test_noisy_calibration_checks_images_up_front():
         noisy_calibration(np.zeros((4, 1, 5, 5), np.uint8), SHAPE, table, "none")
 
 
-def test_clipped_counts_equal_numpy_reference(imported, calibration, image):
+def test_clipped_counts_equal_numpy_reference(
+    imported, calibration, image, smoothed_by_batch, classifier_by_batch
+):
     """The "clip" policy (noisy pixels clamped to 0..255) is bit-exact too, and it matters here:
     the image has saturated pixels, so clipped and unclipped votes differ."""
     clipped = smooth(imported, calibration, SIGMA, batch=16, clip="clip")
     counts = SmoothedClassifier.from_model(clipped).counts(image, 64, seed=3)
     np.testing.assert_array_equal(counts, reference_counts(clipped, image, 64, 3))
-    unclipped = smooth(imported, calibration, SIGMA, batch=16)
-    assert unclipped.clip == "none"
-    assert not np.array_equal(counts, SmoothedClassifier.from_model(unclipped).counts(image, 64, 3))
+    assert smoothed_by_batch(7).clip == "none"  # the default, shared with the other tests
+    assert not np.array_equal(counts, classifier_by_batch(7).counts(image, 64, 3))
 
 
 def test_reference_comparison_sees_several_classes(classifier_by_batch, image):
