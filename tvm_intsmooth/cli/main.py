@@ -7,9 +7,17 @@ import os
 import sys
 
 from ..errors import IntSmoothError
-from . import certify_cmd, compile_cmd, demo_cmd, predict_cmd, quantize_cmd, report_cmd
+from . import (
+    certify_cmd,
+    compile_cmd,
+    demo_cmd,
+    predict_cmd,
+    quantize_cmd,
+    report_cmd,
+    tune_cmd,
+)
 
-COMMANDS = [demo_cmd, quantize_cmd, compile_cmd, certify_cmd, predict_cmd, report_cmd]
+COMMANDS = [demo_cmd, quantize_cmd, compile_cmd, tune_cmd, certify_cmd, predict_cmd, report_cmd]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from tvm import relax
 
 from ..errors import DataError, IntSmoothError
 from ..schedule import build, export, load, resolve_target
+from ..schedule.database import ScheduleLookup
 
 MAX_SAMPLES = 2**32  # sample indices are one Philox counter word
 MAX_U64 = 2**64
@@ -34,17 +35,25 @@ def _check_u64(value, name: str) -> int:
     return int(value)
 
 
-def save_artifact(smoothed, path: str | os.PathLike, target="host") -> Path:
-    """Compile a SmoothedModel for ``target`` and write the artifact folder ``path``."""
+def save_artifact(smoothed, path: str | os.PathLike, target="host", schedules="auto") -> Path:
+    """Compile a SmoothedModel for ``target`` and write the artifact folder ``path``.
+
+    ``schedules``: the tuned schedule database to apply (see :func:`tvm_intsmooth.schedule.
+    build`; default: the shipped one matching the model, if any). Which one was used, and the
+    model's workload key, go into meta.json under ``"schedules"``.
+    """
     path = Path(path)
     spec = resolve_target(target)
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    export(build(smoothed.mod, spec, require_integer_only=True), tmp / "model.so", spec)
+    lookup = ScheduleLookup(spec, schedules)
+    executable = build(smoothed.mod, spec, require_integer_only=True, schedules=lookup)
+    export(executable, tmp / "model.so", spec)
     if smoothed.onnx_model is not None:
         onnx.save(smoothed.onnx_model, tmp / "model.onnx")
     meta = {**smoothed.metadata(), "target": spec.name, "target_config": str(spec.target)}
+    meta["schedules"] = lookup.summary()
     meta["library_sha256"] = hashlib.sha256((tmp / "model.so").read_bytes()).hexdigest()
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(path, ignore_errors=True)

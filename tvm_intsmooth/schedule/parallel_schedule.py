@@ -58,16 +58,31 @@ class ParallelizeOuterLoops:
         return out
 
 
-def default_cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
-    """TVM's CPU pipeline with ParallelizeOuterLoops after operator fusion."""
+def schedule_input_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
+    """The CPU pipeline's passes up to operator fusion: the module that tuning extracts its
+    tasks from and that a tuned database is applied to."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    return cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
+
+
+def default_cpu_pipeline(
+    target: tvm.target.Target, schedules: tvm.transform.Pass | None = None
+) -> tvm.transform.Pass:
+    """TVM's CPU pipeline with ParallelizeOuterLoops after operator fusion.
+
+    ``schedules`` (e.g. :meth:`ScheduleLookup.as_pass`) runs on the fused module first; the
+    PrimFuncs it schedules are marked ``tirx.is_scheduled`` and left alone by
+    ParallelizeOuterLoops.
+    """
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     @tvm.transform.module_pass(opt_level=0, name="IntSmoothCPUPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with target:
             passes = (
-                cpu.library_dispatch_passes(target)
-                + cpu.legalize_passes(target)
+                schedule_input_passes(target)
+                + ([schedules] if schedules is not None else [])
                 + [ParallelizeOuterLoops()]
                 + cpu.dataflow_lower_passes(target)
                 + cpu.finalize_passes(target)
