@@ -21,8 +21,8 @@ from tvm_intsmooth.quantize.accumulator_bounds import (
     check_accumulator_bounds,
 )
 from tvm_intsmooth.reference import interpret
-from tvm_intsmooth.smooth.api import smooth
-from tvm_intsmooth.smooth.noise_table import rounded_gaussian_table
+from tvm_intsmooth.smoothing.api import smooth
+from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
 
 
 def _dense(weight: np.ndarray, in_dtype: str = "int16") -> relax.Function:
