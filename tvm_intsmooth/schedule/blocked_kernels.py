@@ -16,6 +16,7 @@ from tvm import te, tirx, topi
 
 BLOCK = 16  # channels per activation block (and output channels per weight block)
 INNER = 4  # input channels per dot-product group (vpdpbusd, sdot)
+INPUT_INNER = 2  # input channels per group for 16-bit input pixels (vpmaddwd)
 SHIFT = 128  # zero point of a shifted (possibly negative) int8 input as uint8
 
 CONV_BLOCK_NAME = "conv2d_NCHWc_int8"  # topi's block name, looked up by the default schedule
@@ -41,12 +42,20 @@ def pack_conv_weight(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 5, 6, 3, 1, 4))
 
 
-def pack_plain_input_weight(weight: np.ndarray) -> np.ndarray:
-    """OIHW weights of a conv that reads a plain NCHW input -> ``[K/16, C, KH, KW, 16]``."""
+def input_block(channels: int) -> int:
+    """Channel block of the network input: the channels rounded up to a multiple of
+    ``INPUT_INNER`` (at most 16), so that a 3-channel image is padded to 4, not 16."""
+    return min(BLOCK, -(-channels // INPUT_INNER) * INPUT_INNER)
+
+
+def pack_input_conv_weight(weight: np.ndarray) -> np.ndarray:
+    """OIHW int8 weights of the first conv -> ``[K/16, C/cb, KH, KW, cb/2, 16, 2]``."""
     k, c, kh, kw = weight.shape
-    kb = blocks(k)
-    w = _pad_axis(weight, 0, kb * BLOCK).reshape(kb, BLOCK, c, kh, kw)
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 4, 1))
+    cb = input_block(c)
+    kb, cblocks = blocks(k), -(-c // cb)
+    w = _pad_axis(_pad_axis(weight, 0, kb * BLOCK), 1, cblocks * cb)
+    w = w.reshape(kb, BLOCK, cblocks, cb // INPUT_INNER, INPUT_INNER, kh, kw)
+    return np.ascontiguousarray(w.transpose(0, 2, 5, 6, 3, 1, 4))
 
 
 def pack_depthwise_weight(weight: np.ndarray) -> np.ndarray:
@@ -74,16 +83,16 @@ def compensation(weight: np.ndarray) -> np.ndarray:
     return block_const((-SHIFT * total).astype(np.int32).reshape(1, -1, 1, 1), weight.shape[0])
 
 
-def to_blocked(x: te.Tensor) -> te.Tensor:
-    """``[B, C, H, W]`` -> ``[B, C/16, H, W, 16]``, padded lanes zero."""
+def to_blocked(x: te.Tensor, block: int = BLOCK) -> te.Tensor:
+    """``[B, C, H, W]`` -> ``[B, C/block, H, W, block]``, padded lanes zero."""
     b, c, h, w = x.shape
     channels = int(c)
 
     def value(n, cb, y, z, ci):
-        ch = cb * BLOCK + ci
+        ch = cb * block + ci
         return tirx.if_then_else(ch < channels, x[n, ch, y, z], tirx.const(0, x.dtype))
 
-    return te.compute((b, blocks(channels), h, w, BLOCK), value, name="to_blocked")
+    return te.compute((b, -(-channels // block), h, w, block), value, name="to_blocked")
 
 
 def from_blocked(x: te.Tensor, channels: int, dtype: str) -> te.Tensor:
@@ -112,9 +121,13 @@ def shift_to_uint8(x: te.Tensor, padding: tuple[int, int, int, int]) -> te.Tenso
 
 
 def conv_blocked(data, kernel, strides, padding, dilation) -> te.Tensor:
-    """Blocked data x packed int8 weights -> blocked int32 (topi's conv2d_NCHWc_int8)."""
+    """Blocked data x packed int8 weights -> blocked int32 (topi's conv2d_NCHWc_int8).
+
+    The reduction group is the kernel's last axis: 4 for 8-bit data, 2 for the int16 input.
+    """
+    layout = f"NCHW{int(data.shape[4])}c"
     return topi.nn.conv2d_NCHWc_int8(
-        data, kernel, strides, padding, dilation, "NCHW16c", "NCHW16c", "int32", INNER
+        data, kernel, strides, padding, dilation, layout, "NCHW16c", "int32", int(kernel.shape[6])
     )
 
 
@@ -131,34 +144,6 @@ def _padded(data: te.Tensor, padding, spatial_axes: tuple[int, int]) -> te.Tenso
 
 def _out_size(size, pad_sum: int, kernel: int, stride: int, dilation: int) -> int:
     return (int(size) + pad_sum - (kernel - 1) * dilation - 1) // stride + 1
-
-
-def conv_plain_input(data, kernel, strides, padding, dilation) -> te.Tensor:
-    """Plain NCHW data (any integer dtype, e.g. int16 noisy pixels) -> blocked int32.
-
-    The first layer's input has few channels, so it is read as it is (no channel blocking) and
-    only the output is blocked; kernel ``[K/16, C, KH, KW, 16]``.
-    """
-    b, c, h, w = data.shape
-    kb, _, kh, kw, lanes = (int(v) for v in kernel.shape)
-    top, left, bottom, right = padding
-    oh = _out_size(h, top + bottom, kh, strides[0], dilation[0])
-    ow = _out_size(w, left + right, kw, strides[1], dilation[1])
-    pad = _padded(data, padding, (2, 3))
-    rc = te.reduce_axis((0, int(c)), name="rc")
-    ry = te.reduce_axis((0, kh), name="ry")
-    rx = te.reduce_axis((0, kw), name="rx")
-    return te.compute(
-        (b, kb, oh, ow, lanes),
-        lambda n, ko, y, z, ki: te.sum(
-            pad[n, rc, y * strides[0] + ry * dilation[0], z * strides[1] + rx * dilation[1]].astype(
-                "int32"
-            )
-            * kernel[ko, rc, ry, rx, ki].astype("int32"),
-            axis=[rc, ry, rx],
-        ),
-        name="conv2d_nchw_to_nchwc",
-    )
 
 
 def conv_depthwise_blocked(data, kernel, strides, padding, dilation) -> te.Tensor:

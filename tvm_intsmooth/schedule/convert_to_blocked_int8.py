@@ -243,13 +243,12 @@ class _BlockedRewriter(relax.PyExprMutator):
                 K.conv_depthwise_blocked, x.var, packed, strides, padding, dilation, name=name
             )
             return _Blocked(out, out_channels, "int32")
-        if not data_is_blocked:
+        if not data_is_blocked:  # the network input: kept in its dtype, blocked by 2 channels
             self._check_accumulator(name, fan_in, max(-lo, hi))
-            plain = self.visit_expr(data)
-            packed = relax.const(K.pack_plain_input_weight(weight), "int8")
-            out = self._emit_te(
-                K.conv_plain_input, plain, packed, strides, padding, dilation, name=name
-            )
+            block = K.input_block(cin_per_group)
+            x = self._emit_te(K.to_blocked, self.visit_expr(data), block, name=f"{name}_in")
+            packed = relax.const(K.pack_input_conv_weight(weight), "int8")
+            out = self._emit_te(K.conv_blocked, x, packed, strides, padding, dilation, name=name)
             return _Blocked(out, out_channels, "int32")
         x = self.blocked[data]
         packed = relax.const(K.pack_conv_weight(weight), "int8")
