@@ -35,8 +35,13 @@ def _intrin_for(target: tvm.target.Target, data_dtype: str):
 
 
 def _find_block(sch: s_tir.Schedule, name: str):
-    names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
-    return sch.get_sblock(name) if name in names else None
+    """The root's child block called ``name``, or None (also for hand-written PrimFuncs)."""
+    try:
+        children = sch.get_child_blocks(sch.get_sblock("root"))
+    except s_tir.ScheduleError:  # no root block: not a TE-style function
+        return None
+    names = [sch.get(b).name_hint for b in children]
+    return children[names.index(name)] if name in names else None
 
 
 def _conv_data_dtype(sch: s_tir.Schedule, block) -> str:
