@@ -91,7 +91,7 @@ def smoothed_model(args: argparse.Namespace, dump_ir: Path | None = None):
     from ..errors import IntSmoothError
     from ..importer import import_onnx
     from ..quantize import check_images
-    from ..smooth.api import smooth
+    from ..smoothing.api import smooth
 
     if not args.sigma > 0:
         raise IntSmoothError(f"--sigma must be > 0, got {args.sigma}")

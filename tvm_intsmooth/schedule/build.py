@@ -38,7 +38,7 @@ def _default_for(pipeline, spec: TargetSpec, lookup: ScheduleLookup | None = Non
     """On CPUs, "default" means TVM's CPU pipeline, the tuned database that ``lookup`` finds,
     and ParallelizeOuterLoops for the rest."""
     if isinstance(pipeline, str) and pipeline == "default" and spec.target.kind.name == "llvm":
-        return default_cpu_pipeline(spec.tvm_target, lookup.as_pass() if lookup else None)
+        return default_cpu_pipeline(spec.tvm_target, schedules=lookup.as_pass() if lookup else None)
     return pipeline
 
 

@@ -282,7 +282,7 @@ def tune(
     """Tune the convolutions and dense layers of a smoothed classifier for ``target``.
 
     Args:
-        smoothed: a :class:`~tvm_intsmooth.smooth.api.SmoothedModel` (what ``intsmooth
+        smoothed: a :class:`~tvm_intsmooth.smoothing.api.SmoothedModel` (what ``intsmooth
             compile`` builds) or its Relax module.
         target: anything :func:`resolve_target` accepts.
         trials: measured candidates in all (MetaSchedule's ``max_trials_global``), shared
