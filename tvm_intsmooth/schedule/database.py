@@ -5,11 +5,12 @@ A database is a folder ``schedules/<target>/<key>/`` holding MetaSchedule's JSON
 about 100 kB of base64; ``database_tuning_record.json``: the best schedule trace of each) and
 ``info.json`` (the command that made it, trials, best time of each kernel).
 
-``key`` is a hash of every PrimFunc of the module as the build schedules it (after legalization
-and fusion). Weights, biases and requantization multipliers are Relax constants passed to the
-PrimFuncs as arguments, so the key, like MetaSchedule's "ignore-tensor" workload equality, depends
-only on the architecture and the shapes: one database serves every model of the same
-architecture, whatever its weights, calibration data or sigma.
+``key`` is a hash of every PrimFunc of the module as the build schedules it (after the blocked
+layout, legalization and fusion), except the ones that come scheduled (the noise sampler, which
+holds sigma's noise table). Weights, biases and requantization multipliers are Relax constants
+passed to the PrimFuncs as arguments, so the key, like MetaSchedule's "ignore-tensor" workload
+equality, depends only on the architecture and the shapes: one database serves every model of
+the same architecture, whatever its weights, calibration data or sigma.
 """
 
 from __future__ import annotations
@@ -63,15 +64,23 @@ def schedules_dir() -> Path:
     return Path(override) if override else targets_dir().parent / "schedules"
 
 
+def _schedulable(func) -> bool:
+    """A PrimFunc that a database can schedule: not one that comes scheduled (the noise
+    sampler, whose noise table is written into its code and changes with sigma)."""
+    return isinstance(func, tirx.PrimFunc) and (
+        func.attrs is None or "tirx.is_scheduled" not in func.attrs
+    )
+
+
 def workload_key(fused: tvm.IRModule) -> str:
-    """A hash of the module's PrimFuncs with constants ignored (16 hex digits).
+    """A hash of the module's schedulable PrimFuncs with constants ignored (16 hex digits).
 
     ``fused`` is the module after the build's fusion passes (see :func:`fused_module`).
     """
     hashes = sorted(
         f"{tvm_ffi.structural_hash(func, skip_tensor_content=True):016x}"
         for _, func in fused.functions_items()
-        if isinstance(func, tirx.PrimFunc)
+        if _schedulable(func)
     )
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
 
@@ -86,9 +95,12 @@ def fused_module(mod: tvm.IRModule, target: TargetSpec | str) -> tvm.IRModule:
         return tvm.transform.Sequential(schedule_input_passes(tgt))(mod)
 
 
-def register_intrinsics(target: TargetSpec) -> None:
-    """Register the tensor intrinsics that tuned traces of ``target`` name."""
-    import tvm.s_tir.tensor_intrin  # noqa: F401  (TVM's own x86/ARM intrinsics)
+def register_intrinsics() -> None:
+    """Register the project's tensor intrinsics, which tuned traces name."""
+    try:
+        import tvm_intsmooth.schedule.intrinsics  # noqa: F401  (registers on import)
+    except ImportError:  # not landed yet: the blocked kernels then have no intrinsic either
+        pass
 
 
 @dataclass
@@ -193,11 +205,11 @@ class ScheduleLookup:
         """Apply the database to the fused module (PrimFuncs it has no record for stay as
         they are, for the default schedule)."""
         self.key = workload_key(fused)
-        self.functions = sum(isinstance(f, tirx.PrimFunc) for _, f in fused.functions_items())
+        self.functions = sum(_schedulable(f) for _, f in fused.functions_items())
         self.used = self._database()
         if self.used is None:
             return fused
-        register_intrinsics(self.spec)
+        register_intrinsics()
         with self.spec.tvm_target, self.used.database:
             out = tvm.relax.transform.MetaScheduleApplyDatabase()(fused)
         self.tuned_functions = sum(

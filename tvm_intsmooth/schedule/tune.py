@@ -140,10 +140,12 @@ def tunable_tasks(fused: tvm.IRModule, target: TargetSpec) -> list[tuple[object,
 
 
 def _intrinsic_names(spec: TargetSpec) -> list[str]:
+    """The project's intrinsics for the target's 8-bit and 16-bit (first layer) kernels."""
+    register_intrinsics()
     try:
         from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
-    except ImportError:  # TEMPORARY until kernels-intrin lands
-        return ["dot_16x4_vnni"] if "avx512vnni" in str(spec.target) else []
+    except ImportError:
+        return []
 
     names = []
     for dtype in ("uint8", "int16"):
@@ -156,7 +158,6 @@ def _intrinsic_names(spec: TargetSpec) -> list[str]:
 def space_generator(spec: TargetSpec) -> ms.space_generator.PostOrderApply:
     """The target's tensorizing search space (TVM's x86/ARM rules with the project's
     intrinsics), its CPU tensorization postprocessors, and the mutators that work in 0.27."""
-    register_intrinsics(spec)
     rules = ms.schedule_rule
     tiling = {"structure": "SSRSRS", "max_innermost_factor": 64}
     sch_rules = [
