@@ -43,6 +43,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     p.add_argument(
+        "--keep",
+        choices=["faster", "all"],
+        default="faster",
+        help="faster: keep a kernel's tuned schedule only where it beats the untuned build's "
+        "(default); all: keep every kernel's best tuned schedule",
+    )
+    p.add_argument(
         "-o",
         "--output",
         type=Path,
@@ -65,7 +72,12 @@ def tune_command(args: argparse.Namespace) -> str:
         words += ["--clip", args.clip]
     if args.bits != 64:
         words += ["--bits", str(args.bits)]
-    for option, default in (("trials_per_iter", 64), ("seed", 0), ("output", None)):
+    for option, default in (
+        ("trials_per_iter", 64),
+        ("seed", 0),
+        ("keep", "faster"),
+        ("output", None),
+    ):
         value = getattr(args, option, default)
         if value != default:
             words += ["-o" if option == "output" else "--" + option.replace("_", "-"), str(value)]
@@ -86,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         runner=runner,
         trials_per_iter=args.trials_per_iter,
         seed=args.seed,
+        keep=args.keep,
         command=tune_command(args),
     )
     print(result.summary())

@@ -98,7 +98,7 @@ def build(
         raise IntSmoothError(f"build expects a tvm.IRModule, got {type(mod).__name__}.")
     spec = _target_spec(target, num_threads)
     errors: list[IntSmoothError] | None = [] if require_integer_only else None
-    lookup = schedules if isinstance(schedules, ScheduleLookup) else ScheduleLookup(spec, schedules)
+    lookup = ScheduleLookup.of(spec, schedules)
     pipeline = _relax_pipeline(_default_for(relax_pipeline, spec, lookup), errors)
     try:
         return tvm.compile(mod, target=spec.tvm_target, relax_pipeline=pipeline)
@@ -125,7 +125,7 @@ def lower(
         raise IntSmoothError(f"lower expects a tvm.IRModule, got {type(mod).__name__}.")
     spec = resolve_target(target)
     tgt = spec.tvm_target
-    lookup = schedules if isinstance(schedules, ScheduleLookup) else ScheduleLookup(spec, schedules)
+    lookup = ScheduleLookup.of(spec, schedules)
     with tgt:
         mod = _base_pipeline(_default_for(relax_pipeline, spec, lookup))(mod)
     prim_funcs = {gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}

@@ -15,6 +15,7 @@ the same architecture, whatever its weights, calibration data or sigma.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -97,10 +98,9 @@ def fused_module(mod: tvm.IRModule, target: TargetSpec | str) -> tvm.IRModule:
 
 def register_intrinsics() -> None:
     """Register the project's tensor intrinsics, which tuned traces name."""
-    try:
+    # Until the intrinsics package exists the blocked kernels have no intrinsic either.
+    with contextlib.suppress(ImportError):
         import tvm_intsmooth.schedule.intrinsics  # noqa: F401  (registers on import)
-    except ImportError:  # not landed yet: the blocked kernels then have no intrinsic either
-        pass
 
 
 @dataclass
@@ -191,6 +191,11 @@ class ScheduleLookup:
         self.used: TunedDatabase | None = None
         self.functions = 0
         self.tuned_functions = 0
+
+    @classmethod
+    def of(cls, target: TargetSpec | str, schedules) -> ScheduleLookup:
+        """``schedules`` itself when it is a lookup, else a new lookup for it."""
+        return schedules if isinstance(schedules, ScheduleLookup) else cls(target, schedules)
 
     def _database(self) -> TunedDatabase | None:
         if self.schedules is None:

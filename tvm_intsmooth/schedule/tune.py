@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import tvm
+import tvm_ffi
 from tqdm import tqdm
 from tvm import tirx
 from tvm.ir.utils import derived_object
@@ -62,10 +63,12 @@ class TaskResult:
     weight: int
     trials: int = 0
     best_us: float | None = None
+    default_us: float | None = None
+    kept: bool = False
 
     @property
     def gmacs(self) -> float | None:
-        """Multiply-accumulates per second of the best schedule, in GMAC/s."""
+        """Multiply-accumulates per second of the best tuned schedule, in GMAC/s."""
         return self.macs / self.best_us / 1e3 if self.best_us else None
 
 
@@ -84,12 +87,21 @@ class TuneResult:
         return sum(t.trials for t in self.tasks)
 
     def summary(self) -> str:
-        """A table of the tasks (trials, best time, GMAC/s) for people."""
-        lines = [f"{'task':<64} {'MACs':>12} {'trials':>6} {'best us':>10} {'GMAC/s':>8}"]
+        """A table of the tasks (trials, best tuned and default time, GMAC/s) for people."""
+
+        def us(value: float | None) -> str:
+            return f"{value:10.1f}" if value else f"{'-':>10}"
+
+        lines = [
+            f"{'task':<56} {'MACs':>12} {'trials':>6} {'best us':>10} {'default us':>10} "
+            f"{'GMAC/s':>7} kept"
+        ]
         for t in self.tasks:
-            best = f"{t.best_us:10.1f}" if t.best_us else f"{'-':>10}"
-            rate = f"{t.gmacs:8.1f}" if t.gmacs else f"{'-':>8}"
-            lines.append(f"{t.name[:64]:<64} {t.macs:>12,} {t.trials:>6} {best} {rate}")
+            rate = f"{t.gmacs:7.1f}" if t.gmacs else f"{'-':>7}"
+            lines.append(
+                f"{t.name[:56]:<56} {t.macs:>12,} {t.trials:>6} {us(t.best_us)} "
+                f"{us(t.default_us)} {rate} {'yes' if t.kept else 'no'}"
+            )
         lines.append(
             f"{len(self.tasks)} tasks, {self.trials} trials in {self.seconds / 60:.1f} min; "
             f"database {self.path} (target {self.target}, key {self.key})"
@@ -160,8 +172,9 @@ def space_generator(spec: TargetSpec) -> ms.space_generator.PostOrderApply:
     intrinsics), its CPU tensorization postprocessors, and the mutators that work in 0.27."""
     rules = ms.schedule_rule
     tiling = {"structure": "SSRSRS", "max_innermost_factor": 64}
+    # TVM's x86/ARM rules without ApplyCustomRule: 0.27 registers no custom rule for topi's
+    # conv2d_NCHWc_int8 block and would only warn about it.
     sch_rules = [
-        rules.ApplyCustomRule(),
         rules.InlineConstantScalars(),
         rules.AutoInline(
             into_producer=False,
@@ -257,14 +270,47 @@ def _quiet_meta_schedule_console() -> None:
         logger.setLevel(logging.WARNING)
 
 
-def _best_records(database: ms.database.Database) -> list[ms.database.TuningRecord]:
-    """The best valid record of every workload of ``database``."""
+def _best_records(database: ms.database.Database) -> dict[int, ms.database.TuningRecord]:
+    """The best valid record of every workload of ``database``, by workload hash."""
     best = {}
     for record in database.get_all_tuning_records():
         top = database.get_top_k(record.workload, 1)
         if top and top[0].same_as(record):
-            best[id(record)] = record
-    return list(best.values())
+            best[_workload_hash(record.workload.mod)] = record
+    return best
+
+
+def _workload_hash(mod: tvm.IRModule) -> int:
+    return tvm_ffi.structural_hash(mod, skip_tensor_content=True)
+
+
+def default_schedule(func: tirx.PrimFunc, spec: TargetSpec) -> tirx.PrimFunc:
+    """The schedule an untuned build gives ``func``: the blocked kernels' fixed schedule, then
+    ParallelizeOuterLoops."""
+    from tvm_intsmooth.schedule.parallel_schedule import parallelize_primfunc
+    from tvm_intsmooth.schedule.schedule_blocked_kernels import schedule_blocked_conv
+
+    return parallelize_primfunc(schedule_blocked_conv(func, spec.tvm_target))
+
+
+def _measure(funcs: list[tirx.PrimFunc], spec, builder, runner) -> list[float | None]:
+    """Mean run time (us) of each scheduled PrimFunc, built and run as tuning candidates are."""
+    target = spec.tvm_target
+    built = builder.build(
+        [ms.builder.BuilderInput(tvm.IRModule({"main": f}), target) for f in funcs]
+    )
+    inputs, where = [], []
+    for i, (func, result) in enumerate(zip(funcs, built, strict=True)):
+        if result.error_msg is None:
+            args = ms.arg_info.ArgInfo.from_prim_func(func)
+            inputs.append(ms.runner.RunnerInput(result.artifact_path, "cpu", args))
+            where.append(i)
+    times: list[float | None] = [None] * len(funcs)
+    for i, future in zip(where, runner.run(inputs) if inputs else [], strict=True):
+        run = future.result()
+        if run.error_msg is None and run.run_secs:
+            times[i] = sum(float(t) for t in run.run_secs) / len(run.run_secs) * 1e6
+    return times
 
 
 def tune(
@@ -277,6 +323,7 @@ def tune(
     builder: ms.builder.Builder | None = None,
     trials_per_iter: int = 64,
     seed: int = 0,
+    keep: str = "faster",
     progress: bool = True,
     command: str | None = None,
 ) -> TuneResult:
@@ -295,6 +342,9 @@ def tune(
         builder: how candidates are built (default: :func:`default_builder`).
         trials_per_iter: candidates per search round of one task.
         seed: the search's random seed.
+        keep: ``"faster"`` keeps a kernel's tuned schedule only where it beats the schedule the
+            untuned build gives it (measured the same way, after tuning); ``"all"`` keeps every
+            kernel's best tuned schedule.
         progress: show a progress bar on stderr.
         command: the command line to record in ``info.json`` (default: ``sys.argv``).
 
@@ -303,6 +353,8 @@ def tune(
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise IntSmoothError(f"trials must be a positive integer, got {trials!r}.")
+    if keep not in ("faster", "all"):
+        raise IntSmoothError(f"keep must be 'faster' or 'all', got {keep!r}.")
     spec = resolve_target(target)
     mod = getattr(smoothed, "mod", smoothed)
     if not isinstance(mod, tvm.IRModule):
@@ -316,6 +368,8 @@ def tune(
             "reduction) to tune."
         )
     out = Path(output) if output is not None else schedules_dir() / spec.name / key
+    builder = builder if builder is not None else default_builder(spec)
+    runner = runner if runner is not None else ms.runner.LocalRunner()
     results = [TaskResult(t.task_name, macs, int(t.weight)) for t, macs in found]
     _quiet_meta_schedule_console()
     start = time.perf_counter()
@@ -337,8 +391,8 @@ def tune(
                 work_dir=work,
                 max_trials_global=trials,
                 num_trials_per_iter=min(trials_per_iter, trials),
-                builder=builder if builder is not None else default_builder(spec),
-                runner=runner if runner is not None else ms.runner.LocalRunner(),
+                builder=builder,
+                runner=runner,
                 cost_model=ms.cost_model.XGBModel(
                     extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True
                 ),
@@ -348,7 +402,21 @@ def tune(
                 ],
                 module_equality=MODULE_EQUALITY,
             )
-        save_database(_best_records(database), out)
+        # Time the schedule the untuned build uses, to keep only tuned ones that beat it.
+        best = _best_records(database)
+        mods = [t.dispatched[0] for t, _ in found]
+        untuned = [default_schedule(m["main"], spec) for m in mods]
+        defaults = _measure(untuned, spec, builder, runner)
+        kept = []
+        for task_mod, task, default_us in zip(mods, results, defaults, strict=True):
+            record = best.get(_workload_hash(task_mod))
+            task.default_us = default_us
+            tuned = record is not None and task.best_us is not None
+            faster = tuned and (default_us is None or task.best_us < default_us)
+            task.kept = tuned and (keep == "all" or faster)
+            if task.kept:
+                kept.append(record)
+        save_database(kept, out)
     result = TuneResult(out, key, spec.name, results, time.perf_counter() - start)
     info = {
         "key": key,
@@ -357,6 +425,7 @@ def tune(
         "tvm": tvm.__version__,
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "trials": result.trials,
+        "keep": keep,
         "minutes": round(result.seconds / 60, 1),
         "tasks": [{**asdict(t), "gmacs": t.gmacs} for t in results],
     }
