@@ -45,6 +45,7 @@ def save_artifact(smoothed, path: str | os.PathLike, target="host") -> Path:
     if smoothed.onnx_model is not None:
         onnx.save(smoothed.onnx_model, tmp / "model.onnx")
     meta = {**smoothed.metadata(), "target": spec.name, "target_config": str(spec.target)}
+    meta["resolved_target"] = spec.resolved_name  # "host" records the bundled target it became
     meta["library_sha256"] = hashlib.sha256((tmp / "model.so").read_bytes()).hexdigest()
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(path, ignore_errors=True)
