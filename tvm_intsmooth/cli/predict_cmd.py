@@ -43,10 +43,11 @@ def run(args: argparse.Namespace) -> int:
     clf = load_classifier(args.artifact, args.use_float)
     x, y = load_data(args, clf.input_shape)
     seed = fresh_seed() if args.seed is None else args.seed
+    progress = False if args.quiet else None
     preds = np.array(
         [
-            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed)
-            for i in tqdm(range(len(x)), desc="predict", unit="image")
+            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed, progress=progress)
+            for i in tqdm(range(len(x)), desc="predict", unit="image", disable=args.quiet)
         ]
     )
     if args.output is not None:

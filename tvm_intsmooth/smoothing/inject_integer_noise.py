@@ -20,6 +20,7 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
+from .. import tvm_hooks
 from ..errors import IntSmoothError
 from .noise_sampler import noise_primfunc
 from .noise_table import rounded_gaussian_table
@@ -107,3 +108,6 @@ class InjectIntegerNoise:
             return bb.emit(relax.Call(inner, [noisy]), "logits")
 
         return wrap_main(mod, [pixels, seed, counter], body, {batch_var.name: self.batch})
+
+
+tvm_hooks.register()  # this module defines a pass: see tvm_intsmooth.tvm_hooks
