@@ -48,7 +48,7 @@ def images():
 def test_stream_rules():
     assert [selection_stream(i) for i in (0, 1, 7)] == [0, 2, 14]
     assert [estimation_stream(i) for i in (0, 1, 7)] == [1, 3, 15]
-    assert predict_stream(0) == 2**63 and predict_stream(2**63 - 1) == 2**64 - 1
+    assert predict_stream(0) == 2**63 and predict_stream(2**62 - 1) == 2**63 + 2**62 - 1
     assert estimation_stream(2**62 - 1) == 2**63 - 1  # the last certify stream, below 2^63
 
 
@@ -57,7 +57,7 @@ def test_stream_rules():
     [
         (selection_stream, 2**62),
         (estimation_stream, -1),
-        (predict_stream, 2**63),
+        (predict_stream, 2**62),
         (predict_stream, 1.0),
         (selection_stream, True),
     ],

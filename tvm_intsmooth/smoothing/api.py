@@ -11,6 +11,7 @@ import onnx
 import tvm
 
 from ..analysis import DumpIR, with_dumps
+from ..errors import IntSmoothError
 from ..importer import ModelLike, import_model
 from ..quantize import QuantizedModel, check_images, quantize_static
 from ..quantize.calibrate import CalibrationReader
@@ -19,9 +20,19 @@ from .inject_integer_noise import InjectIntegerNoise
 from .noise_sampler import sample_noise_numpy
 from .noise_table import NoiseTable
 
-# Calibration noise only sets activation ranges, so a fixed seed keeps compiles reproducible
-# without weakening anything; certification never uses it.
+# Calibration noise only sets activation ranges, so a fixed seed keeps compiles reproducible.
+# Its streams start at 3 * 2^62, a range that CERTIFY and PREDICT never draw (their streams stay
+# below 2^63 + 2^62, runtime/cohen_procedures.py), so no seed reproduces the noise the base
+# classifier was calibrated on.
 CALIBRATION_SEED = 0x1C0FFEE
+CALIBRATION_STREAM_BASE = 3 * 2**62
+
+
+def calibration_stream(batch_number: int) -> int:
+    """The noise stream of calibration batch ``batch_number`` (from 3 * 2^62 on)."""
+    if not 0 <= batch_number < 2**62:
+        raise IntSmoothError(f"calibration batch number {batch_number} is out of range")
+    return CALIBRATION_STREAM_BASE + batch_number
 
 
 @dataclass
@@ -129,7 +140,7 @@ def noisy_calibration(
     rounded Gaussian noise (clamped to 0..255 when ``clip == "clip"``), one copy per image.
 
     Ranges measured on clean images saturate under noise; these are drawn from the deployed
-    sampler (stream = batch number, fixed seed), so compiling twice gives the same artifact.
+    sampler (a fixed seed, calibration streams), so compiling twice gives the same artifact.
     """
     if isinstance(images, np.ndarray):  # checked now, not when calibration reaches it
         check_images(images, input_shape, "calibration data")
@@ -139,7 +150,8 @@ def noisy_calibration(
     def batches() -> Iterator[np.ndarray]:
         for number, batch in enumerate(images):
             batch = check_images(np.asarray(batch), input_shape, f"calibration batch {number}")
-            noise = sample_noise_numpy(table, CALIBRATION_SEED, number, 0, len(batch), coords)
+            stream = calibration_stream(number)
+            noise = sample_noise_numpy(table, CALIBRATION_SEED, stream, 0, len(batch), coords)
             noisy = batch.astype(np.int16) + noise.reshape(batch.shape)
             yield np.clip(noisy, 0, 255) if clip == "clip" else noisy
 
