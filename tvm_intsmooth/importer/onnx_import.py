@@ -122,6 +122,21 @@ def _input_shape(vi: onnx.ValueInfoProto, where: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _check_finite(params: dict[str, np.ndarray], where: str) -> None:
+    """Refuse NaN or infinite weights: they compile, and then every vote is meaningless."""
+    bad = [
+        f"{name!r} ({int(np.count_nonzero(~np.isfinite(value)))} of {value.size} values)"
+        for name, value in params.items()
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value))
+    ]
+    if bad:
+        raise UnsupportedModelError(
+            f"ONNX model {where}: initializer(s) {', '.join(bad)} hold NaN or infinite values; "
+            "the model is broken (a diverged training run or a bad export). Re-export it from "
+            "finite weights."
+        )
+
+
 def _var_name(name: str, used: set[str]) -> str:
     base = re.sub(r"\W", "_", name) or "t"
     if base[0].isdigit():
@@ -159,6 +174,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto) -> ImportedModel:
         )
 
     params = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    _check_finite(params, where)
     batch = tirx.Var("batch", "int64")
     x = relax.Var("input", relax.TensorType((batch, *sample_shape), "float32"))
     bb = relax.BlockBuilder()

@@ -20,7 +20,9 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
+from .. import tvm_hooks
 from ..errors import IntSmoothError
+from ..quantize.accumulator_bounds import Interval, check_accumulator_bounds
 from .noise_sampler import noise_primfunc
 from .noise_table import rounded_gaussian_table
 from .wrap_main import wrap_main
@@ -106,4 +108,18 @@ class InjectIntegerNoise:
                 noisy = bb.emit(R.clip(noisy, 0, PIXEL_MAX), "noisy_clipped")
             return bb.emit(relax.Call(inner, [noisy]), "logits")
 
-        return wrap_main(mod, [pixels, seed, counter], body, {batch_var.name: self.batch})
+        out = wrap_main(mod, [pixels, seed, counter], body, {batch_var.name: self.batch})
+        k = self.table.K
+        check_accumulator_bounds(
+            out["main"],
+            {"pixels": Interval(0, PIXEL_MAX)},
+            {"intsmooth_rounded_gaussian_noise": Interval(-k, k)},
+            what=f"the smoothed classifier (sigma {self.table.sigma}, noise in [-{k}, {k}])",
+            advice="Compile with clip='clip' (noisy pixels clamped to 0..255), a smaller sigma, "
+            "or a model whose first layer has a smaller fan-in (e.g. a convolution or a "
+            "downsampling layer before a dense one).",
+        )
+        return out
+
+
+tvm_hooks.register()  # this module defines a pass: see tvm_intsmooth.tvm_hooks
