@@ -15,20 +15,20 @@ from tvm_intsmooth.schedule.intrinsics.tensorize import tensorize_blocked_conv
 
 
 @pytest.mark.parametrize(
-    ("target", "uint8", "int16"),
+    ("target", "uint8", "int8", "int16"),
     [
-        ("x86-vnni", L.VNNI, L.VNNI_INT16),
-        ("x86-avx2", L.AVX2, L.AVX2_INT16),
-        ("x86-64", None, None),
-        ("rpi5", L.SDOT, None),
-        ("rpi4", L.NEON, None),
+        ("x86-vnni", L.VNNI, None, L.VNNI_INT16),
+        ("x86-avx2", L.AVX2, None, L.AVX2_INT16),
+        ("x86-64", None, None, None),
+        ("rpi5", L.SDOT_U8, L.SDOT, None),
+        ("rpi4", L.NEON_U8, L.NEON, None),
     ],
 )
-def test_lookup_per_target(target, uint8, int16):
+def test_lookup_per_target(target, uint8, int8, int16):
     assert tensor_intrin_for(target) == uint8
-    assert tensor_intrin_for(resolve_target(target).target, "int8") == uint8
+    assert tensor_intrin_for(resolve_target(target).target, "int8") == int8
     assert tensor_intrin_for(target, "int16") == int16
-    for intrin in (uint8, int16):
+    for intrin in (uint8, int8, int16):
         if intrin is not None:  # registered under that name, and blocks of 16 output lanes
             assert tvm.s_tir.TensorIntrin.get(intrin.name) is not None
             assert intrin.block_lanes % intrin.lanes == 0
@@ -43,6 +43,7 @@ def test_lookup_facts():
     )
     assert L.AVX2.max_data == 127 and L.VNNI.max_data is None
     assert (L.SDOT.lanes, L.SDOT.reduce, L.SDOT.data_dtype) == (4, 4, "int8")
+    assert L.SDOT.max_data is None and L.SDOT_U8.max_data == L.NEON_U8.max_data == 127
     assert L.AVX2_INT16.reduce == 2 and L.AVX2_INT16.data_dtype == "int16"
     with pytest.raises(IntSmoothError, match="float32"):
         tensor_intrin_for("x86-vnni", "float32")

@@ -16,6 +16,8 @@ from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
 CASES = [
     ("x86-vnni", "uint8", "vpdpbusd", "avx512vnni"),
     ("x86-avx2", "uint8", "vpmaddubsw", "avx2"),
+    ("rpi5", "uint8", "sdot", None),
+    ("rpi4", "uint8", "smull", None),
     ("rpi5", "int8", "sdot", None),
     ("rpi4", "int8", "smull", None),
     ("x86-vnni", "int16", "vpdpwssd", "avx512vnni"),

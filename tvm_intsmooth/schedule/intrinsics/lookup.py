@@ -29,12 +29,13 @@ class KernelIntrin:
         lanes: int32 output lanes per call (16 on x86, 4 on ARM).
         reduce: products summed per lane per call: the ``n_elems`` of
             ``topi.nn.conv2d_NCHWc_int8`` (4 for 8-bit data, 2 for int16 data).
-        data_dtype: dtype of the data operand; on ARM ``int8`` (post-ReLU bytes are the same
-            as uint8, reinterpret the buffer).
+        data_dtype: dtype of the data operand (what the conv's data buffer must hold).
         weight_dtype: dtype of the weights (``int8`` everywhere).
         asm: the mnemonic that the target's assembly contains where the intrinsic was used.
         max_data: largest data value for which the result is exact (None: every value of
-            ``data_dtype``); 127 for the AVX2 ``vpmaddubsw`` intrinsic.
+            ``data_dtype``); 127 for the AVX2 ``vpmaddubsw`` intrinsic and the ARM ones with
+            uint8 data (the byte is read as int8). The caller guarantees it: a conv input that
+            can exceed it (a +128-shifted one) must use another kernel.
     """
 
     name: str
@@ -62,6 +63,8 @@ VNNI_INT16 = KernelIntrin(x86.AVX512_S16S8, "avx512vnni", 16, 2, "int16", "int8"
 AVX2_INT16 = KernelIntrin(x86.AVX2_S16S8, "avx2", 16, 2, "int16", "int8", "vpmaddwd")
 SDOT = KernelIntrin(arm.SDOT_S8S8, "dotprod", 4, 4, "int8", "int8", "sdot")
 NEON = KernelIntrin(arm.NEON_S8S8, "neon", 4, 4, "int8", "int8", "smull")
+SDOT_U8 = KernelIntrin(arm.SDOT_U8S8, "dotprod", 4, 4, "uint8", "int8", "sdot", arm.MAX_UNSIGNED)
+NEON_U8 = KernelIntrin(arm.NEON_U8S8, "neon", 4, 4, "uint8", "int8", "smull", arm.MAX_UNSIGNED)
 
 
 def tensor_intrin_for(target, data_dtype: str = "uint8") -> KernelIntrin | None:
@@ -74,14 +77,15 @@ def tensor_intrin_for(target, data_dtype: str = "uint8") -> KernelIntrin | None:
 
     Choice, best first: 8-bit data: VNNI ``vpdpbusd`` (``avx512vnni``), then AVX2
     ``vpmaddubsw + vpmaddwd`` (exact only for data <= 127: see ``max_data``), ARM ``sdot``
-    (``dotprod``), then NEON ``smull``. int16 data (the first layer's noisy pixels, weights
-    int8, ``reduce=2``, data ``[B, C/16, H, W, 16]`` int16 with channels zero-padded to 16):
-    ``vpmaddwd`` on AVX-512BW (LLVM fuses it into ``vpdpwssd`` with VNNI) or AVX2; None on ARM
-    and generic x86-64, where a plain vectorized int32 kernel is the exact fallback.
+    (``dotprod``), then NEON ``smull`` (uint8 data: the bytes read as int8, exact for data <=
+    127; int8 data: TVM's own intrinsics, exact for all). int16 data (the first layer's noisy
+    pixels; weights int8; ``reduce=2``; the same data block of 16 channels, zero-padded), the
+    pair sum ``vpmaddwd`` on AVX-512BW (LLVM fuses it into ``vpdpwssd`` with VNNI) or AVX2;
+    None on ARM and generic x86-64, where a plain vectorized int32 kernel is the exact fallback.
 
-    Operand rules (exactness): x86 8-bit data is uint8 and must be <= ``max_data`` where that is
-    set (AVX2: 127, i.e. post-ReLU activations; a shifted 0..255 input needs the int16 path);
-    ARM data is int8 (the same bytes for 0..127).
+    Operand rules (exactness): data must be <= ``max_data`` where that is set (AVX2 and ARM with
+    uint8 data: 127, i.e. post-ReLU activations; a +128-shifted 0..255 input needs the int16
+    path or, on x86, VNNI). x86 has no int8-data intrinsic (``data_dtype="int8"`` gets None).
 
     Args:
         target: anything :func:`tvm_intsmooth.schedule.resolve_target` accepts (``"x86-vnni"``,
@@ -111,8 +115,12 @@ def tensor_intrin_for(target, data_dtype: str = "uint8") -> KernelIntrin | None:
     if triple.startswith(("aarch64", "arm64")):
         if data_dtype == "int16":
             return None
+        if data_dtype == "uint8":
+            return SDOT_U8 if has("dotprod") else NEON_U8 if has("neon") else None
         return SDOT if has("dotprod") else NEON if has("neon") else None
     if not triple.startswith(("x86_64", "i686", "i386")):
+        return None
+    if data_dtype == "int8":
         return None
     if data_dtype == "int16":
         if has("avx512bw"):

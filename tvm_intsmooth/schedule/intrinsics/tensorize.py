@@ -35,7 +35,12 @@ def tensorize_blocked_conv(
     rows that share each weight load), and the 16 output lanes x ``R`` reduction as
     ``16 / intrin.lanes`` calls of the intrinsic. The accumulator initialisation is split off
     (decompose_reduction), so epilogue blocks that follow (requantize, ReLU, add) are untouched:
-    schedule them separately (e.g. ``reverse_compute_at`` them under the ``ow`` outer loop).
+    schedule them separately, before or after this call (e.g. ``reverse_compute_at`` under the
+    ``oh`` loop, ``sch.get_loops(block)[2]``, before calling it: the loops below ``oh`` are the
+    only ones it reorders).
+
+    Exactness is the caller's part: the data must respect ``intrin.max_data`` (127 for AVX2 and
+    for ARM with uint8 data).
 
     Call it on a fresh schedule of the PrimFunc that holds the conv::
 
@@ -82,15 +87,15 @@ def tensorize_blocked_conv(
         raise IntSmoothError(
             f"tensorize_blocked_conv: block {sch.get(rv).name_hint!r} reads {dtypes.get(5)} data "
             f"and {dtypes.get(7)} weights, but {intrin.name} takes {intrin.data_dtype} x "
-            f"{intrin.weight_dtype} (a post-ReLU 0..127 activation is the same byte in uint8 and "
-            "int8: reinterpret the data buffer)."
+            f"{intrin.weight_dtype}: ask tensor_intrin_for for the block's data dtype."
         )
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
     width = extents[3]
     step = max(d for d in range(1, min(ow_block, width) + 1) if width % d == 0)
     ow_o, ow_i = sch.split(ow, [None, step])
     ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
-    sch.reorder(n, occ, oh, ow_o, kh, kw, ico, icf, ow_i, ocb_o, ocb_i, ics)
+    # n, oc_chunk, oh stay outermost; an epilogue may already sit under oh (reverse_compute_at)
+    sch.reorder(ow_o, kh, kw, ico, icf, ow_i, ocb_o, ocb_i, ics)
     outer = sch.fuse(n, occ, oh)
     if parallel:
         sch.parallel(outer)
