@@ -123,3 +123,10 @@ def test_tensorize_rejects_a_block_that_does_not_fit():
     sch = tvm.s_tir.Schedule(blocked_conv(L.VNNI, n=1, hw=4))
     with pytest.raises(IntSmoothError, match="not a blocked conv"):
         tensorize_blocked_conv(sch, "data_pad", L.VNNI)
+
+
+def test_tensorize_with_a_symbolic_batch():
+    """The batch of a smoothed classifier's conv may be symbolic: still one vpdpbusd kernel."""
+    mod = blocked_conv(L.VNNI, n=tvm.te.var("n"), hw=4)
+    asm = tvm.compile(mod, target=resolve_target("x86-vnni").target).mod.inspect_source("asm")
+    assert "vpdpbusd" in asm

@@ -8,7 +8,7 @@ where ``R`` is the intrinsic's reduction width (``n_elems``) and ``oc_block`` is
 
 from __future__ import annotations
 
-from tvm import s_tir
+from tvm import s_tir, tirx
 
 from tvm_intsmooth.errors import IntSmoothError
 
@@ -17,6 +17,10 @@ from .lookup import KernelIntrin
 __all__ = ["tensorize_blocked_conv"]
 
 _SPATIAL, _REDUCE = 0, 2  # IterVar kinds as s_tir reports them (data-parallel, comm-reduce)
+
+
+def _static(extent) -> int | None:
+    return int(extent) if isinstance(extent, (int, tirx.IntImm)) else None
 
 
 def tensorize_blocked_conv(
@@ -67,7 +71,8 @@ def tensorize_blocked_conv(
     loops = sch.get_loops(rv)
     iters = sch.get(rv).iter_vars
     kinds = [int(iv.iter_type) for iv in iters]
-    extents = [int(iv.dom.extent) for iv in iters]
+    # the batch may be symbolic; the lanes, the inner reduction (and ow, to be split) are not
+    extents = [_static(iv.dom.extent) for iv in iters]
     if kinds != [_SPATIAL] * 5 + [_REDUCE] * 5 or len(loops) != 10:
         raise IntSmoothError(
             f"tensorize_blocked_conv: block {sch.get(rv).name_hint!r} is not a blocked conv "
@@ -75,7 +80,7 @@ def tensorize_blocked_conv(
             "ic_outer, ic_f_inner, ic_s_inner, as topi.nn.conv2d_NCHWc_int8 builds it)."
         )
     oc_block, reduce = extents[4], extents[9]
-    if reduce != intrin.reduce or oc_block % intrin.lanes:
+    if reduce != intrin.reduce or oc_block is None or oc_block % intrin.lanes:
         raise IntSmoothError(
             f"tensorize_blocked_conv: block {sch.get(rv).name_hint!r} has {oc_block} output lanes "
             f"x {reduce} inner reduction, but {intrin.name} computes {intrin.lanes} lanes x "
@@ -90,7 +95,7 @@ def tensorize_blocked_conv(
             f"{intrin.weight_dtype}: ask tensor_intrin_for for the block's data dtype."
         )
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
-    width = extents[3]
+    width = extents[3] or 1  # a symbolic width: no register blocking
     step = max(d for d in range(1, min(ow_block, width) + 1) if width % d == 0)
     ow_o, ow_i = sch.split(ow, [None, step])
     ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
