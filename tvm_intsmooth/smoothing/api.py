@@ -15,6 +15,7 @@ from ..importer import ImportedModel, import_onnx
 from ..pipeline import smoothing_pipeline
 from ..quantize import QuantizedModel, check_images, quantize_static
 from ..quantize.calibrate import CalibrationReader
+from .artifact_facts import ArtifactFacts, add_artifact_facts
 from .noise_sampler import sample_noise_numpy
 from .noise_table import NoiseTable
 
@@ -100,7 +101,8 @@ def smooth(
     seq, table = smoothing_pipeline(sigma, batch, clip=clip, bits=bits, dump_ir=dump_ir)
     noisy = noisy_calibration(calibration_images, imported.input_shape, table, clip)
     quantized = quantize_static(imported, noisy, input_dtype="int16")
-    mod = seq(quantized.mod)
+    facts = ArtifactFacts.of(table, batch, clip, imported.input_shape, imported.num_classes)
+    mod = add_artifact_facts(seq(quantized.mod), facts)  # checked when an artifact is loaded
     return SmoothedModel(mod, quantized, table, batch, clip, imported.onnx_model)
 
 
