@@ -23,6 +23,7 @@ import TVM.
 from __future__ import annotations
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -57,3 +58,9 @@ def __getattr__(name: str):
     if name in _SUBPACKAGES:
         return importlib.import_module(f"tvm_intsmooth.{name}")
     raise AttributeError(f"module 'tvm_intsmooth' has no attribute {name!r}")
+
+
+if "tvm" in sys.modules:  # imported after TVM: make relax.get_pipeline("intsmooth") work now
+    from . import tvm_hooks
+
+    tvm_hooks.register()

@@ -66,10 +66,13 @@ def run(args: argparse.Namespace) -> int:
                 f"({how})",
                 flush=True,
             )
-        for i in tqdm(todo, desc="certify", unit="image"):
+        progress = False if args.quiet else None  # None: a bar for long count runs
+        for i in tqdm(todo, desc="certify", unit="image", disable=args.quiet):
             idx = i * args.skip  # the dataset index, as the reference scripts number rows
             start = time.monotonic()
-            cert = clf.certify(x[i], args.n0, args.n, args.alpha, index=idx, seed=seed)
+            cert = clf.certify(
+                x[i], args.n0, args.n, args.alpha, index=idx, seed=seed, progress=progress
+            )
             writer.write(ResultRow.from_certificate(idx, int(y[i]), cert, time.monotonic() - start))
     print(f"wrote {args.output} (seed {seed})")
     return 0

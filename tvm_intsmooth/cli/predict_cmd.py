@@ -56,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
     seed = fresh_seed() if args.seed is None else args.seed
     metadata = {**run_metadata(args, clf, x, y), "seed": seed, "procedure": "predict"}
     del metadata["n0"]
+    progress = False if args.quiet else None
     preds = np.array(
         [
-            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed)
-            for i in tqdm(range(len(x)), desc="predict", unit="image")
+            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed, progress=progress)
+            for i in tqdm(range(len(x)), desc="predict", unit="image", disable=args.quiet)
         ]
     )
     if args.output is not None:

@@ -20,6 +20,7 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
+from .. import tvm_hooks
 from ..errors import IntSmoothError
 from ..quantize.accumulator_bounds import Interval, check_accumulator_bounds
 from .noise_sampler import noise_primfunc
@@ -119,3 +120,6 @@ class InjectIntegerNoise:
             "downsampling layer before a dense one).",
         )
         return out
+
+
+tvm_hooks.register()  # this module defines a pass: see tvm_intsmooth.tvm_hooks
