@@ -52,97 +52,138 @@ def audit_model():
     return smoothed, SmoothedClassifier.from_model(smoothed)
 
 
+def exact_probability_map(smoothed, lo: int, hi: int) -> tuple[np.ndarray, float]:
+    """p[c, i_1, ..., i_d]: the exact smoothed probability of class c at pixels lo + i, for every
+    pixel vector in [lo, hi]^d, and the untabulated tail mass (added where it could help)."""
+    table, d = smoothed.table, int(np.prod(smoothed.input_shape))
+    K = table.K
+    values = np.arange(lo - K, hi + K + 1)
+    grid = np.stack(np.meshgrid(*[values] * d, indexing="ij"), -1).reshape(
+        -1, *smoothed.input_shape
+    )
+    logits = interpret(smoothed.quantized.mod, grid.astype(np.int16))
+    labels = logits.argmax(1).reshape([len(values)] * d)
+    band = np.zeros((hi - lo + 1, len(values)))
+    for i in range(hi - lo + 1):
+        band[i, i : i + 2 * K + 1] = table.exact_pmf()  # noisy value lo + i + k at column i + k + K
+    probs = []
+    for c in range(smoothed.num_classes):
+        p = (labels == c).astype(np.float64)
+        for axis in range(d):  # sum over the noise of one coordinate at a time
+            p = np.moveaxis(np.tensordot(band, p, axes=([1], [axis])), 0, axis)
+        probs.append(p)
+    return np.stack(probs), d * table.tail_mass
+
+
 @pytest.fixture(scope="module")
 def exact_probabilities(audit_model):
-    """p[c, a, b]: the exact smoothed probability of class c at pixels (a, b), and the tail."""
-    smoothed, _ = audit_model
-    table = smoothed.table
-    K = table.K
-    values = np.arange(-K, 255 + K + 1)
-    grid = np.stack(np.meshgrid(values, values, indexing="ij"), -1).reshape(-1, 1, 1, 2)
-    logits = interpret(smoothed.quantized.mod, grid.astype(np.int16))
-    labels = logits.argmax(1).reshape(len(values), len(values))
-    pmf = table.exact_pmf()
-    band = np.zeros((256, len(values)))
-    for a in range(256):
-        band[a, a : a + 2 * K + 1] = pmf  # noisy value a + k sits at column a + k + K
-    probs = np.stack(
-        [band @ (labels == c).astype(np.float64) @ band.T for c in range(smoothed.num_classes)]
-    )
-    tail = 2 * table.tail_mass  # both coordinates' mass outside -K..K
-    return probs, tail
+    return exact_probability_map(audit_model[0], 0, 255)
 
 
-def run_audit(audit_model, probs, tail, sigma_claimed, points, seed):
-    """Certify ``points`` grid points; return (certified, violations, worst ratio)."""
-    _, clf = audit_model
-    clf_sigma = clf.sigma
-    clf.sigma = sigma_claimed
+def run_audit(clf, probs, tail, lo, sigma, points, seed, sigma_claimed=None):
+    """Certify ``points`` random pixel vectors of the tabulated region with the compiled
+    classifier; return (all, certified, violations, radius_exceeded) as (point, cert) pairs."""
+    shape = probs.shape[1:]
     rng = np.random.default_rng(seed)
+    true_sigma, clf.sigma = clf.sigma, sigma_claimed or clf.sigma
     results = []
     try:
         for index in range(points):
-            a, b = (int(v) for v in rng.integers(0, 256, 2))
-            x = np.array([[[a, b]]], np.uint8)
+            point = tuple(int(v) for v in rng.integers(0, shape[0], len(shape)))
+            x = (np.array(point) + lo).astype(np.uint8).reshape(clf.input_shape)
             cert = clf.certify(x, N0, N, ALPHA, index=index, seed=int(rng.integers(0, 2**63)))
-            results.append((a, b, cert))
+            results.append((point, cert))
     finally:
-        clf.sigma = clf_sigma
-    certified = [(a, b, c) for a, b, c in results if not c.abstained]
-    violations = [
-        (a, b, c) for a, b, c in certified if c.p_a_lower > probs[c.prediction, a, b] + tail + 1e-9
+        clf.sigma = true_sigma
+
+    def exact(point, cert):  # the exact probability, plus the tail where it could help
+        return min(probs[(cert.prediction, *point)] + tail + 1e-9, 1.0)
+
+    certified = [(p, c) for p, c in results if not c.abstained]
+    violations = [(p, c) for p, c in certified if c.p_a_lower > exact(p, c)]
+    exceeded = [
+        (p, c)
+        for p, c in certified
+        if exact(p, c) < 1 and c.radius > sigma * norm.ppf(exact(p, c)) + 1e-12
     ]
-    radius_exceeded = [
-        (a, b, c)
-        for a, b, c in certified
-        if probs[c.prediction, a, b] + tail + 1e-9 < 1
-        and c.radius > SIGMA * norm.ppf(min(probs[c.prediction, a, b] + tail + 1e-9, 1.0))
-    ]
-    return results, certified, violations, radius_exceeded
+    return results, certified, violations, exceeded
 
 
-def test_no_certified_radius_exceeds_the_exact_one(audit_model, exact_probabilities):
-    probs, tail = exact_probabilities
-    assert np.allclose(probs.sum(0), 1 - tail, atol=1e-9)
-    # the decision regions meet inside the square, so probabilities near 1/2 are audited
-    top = probs.max(0)
-    assert (top < 0.9).mean() > 0.02 and len(np.unique(probs.argmax(0))) == 3
-    results, certified, violations, radius_exceeded = run_audit(
-        audit_model, probs, tail, SIGMA, POINTS, seed=1
-    )
-    assert violations == radius_exceeded  # the same event, said twice
-    print(
-        f"audit: {len(results)} points, {len(certified)} certified and compared with the exact "
-        f"radius, {len(violations)} violations (alpha {ALPHA})"
-    )
-    assert len(certified) >= POINTS // 2
+def audit(clf, probs, tail, lo, sigma, points, seed):
+    results, certified, violations, exceeded = run_audit(clf, probs, tail, lo, sigma, points, seed)
+    assert violations == exceeded  # the same event, said twice
     test = binomtest(len(violations), len(certified), ALPHA, alternative="greater")
-    print(f"binomial test of violations against alpha: p = {test.pvalue:.3g}")
+    print(
+        f"\naudit ({len(probs.shape) - 1} pixels): {len(results)} points, {len(certified)} "
+        f"certified and compared with the exact radius, {len(violations)} violations "
+        f"(alpha {ALPHA}); binomial test against alpha: p = {test.pvalue:.3g}"
+    )
+    assert len(certified) >= len(results) // 3
     assert test.pvalue > 1e-3
+    return certified, violations
 
 
-def test_no_misclassified_point_inside_a_certified_ball(audit_model, exact_probabilities):
-    """Exhaustive over the pixel grid: inside every sound certified ball the smoothed classifier
-    (exact probabilities) predicts the certified class."""
-    probs, tail = exact_probabilities
-    _, certified, violations, _ = run_audit(audit_model, probs, tail, SIGMA, 120, seed=2)
-    sound = [item for item in certified if item not in violations]
-    coords = np.arange(256)
+def ball_search(probs, certified, violations) -> int:
+    """Every tabulated grid point inside a sound certified ball must be predicted as certified
+    (exact probabilities); returns the number of points checked."""
+    grids = np.meshgrid(*[np.arange(n) for n in probs.shape[1:]], indexing="ij")
     winner = probs.argmax(0)
     checked = 0
-    for a, b, cert in sound:
-        dist = np.hypot(coords[:, None] - a, coords[None, :] - b) / 255.0
+    for point, cert in certified:
+        if (point, cert) in violations:
+            continue
+        dist = np.sqrt(sum((g - v) ** 2 for g, v in zip(grids, point, strict=True))) / 255.0
         inside = dist < cert.radius
         checked += int(inside.sum())
         wrong = inside & ((winner != cert.prediction) | (probs[cert.prediction] <= 0.5))
-        assert not wrong.any(), (a, b, cert, np.argwhere(wrong)[:5])
-    print(f"ball search: {len(sound)} certified balls, {checked} grid points, none misclassified")
-    assert checked > len(sound)  # the balls are not empty
+        assert not wrong.any(), (point, cert, np.argwhere(wrong)[:5])
+    sound = len(certified) - len(violations)
+    print(f"ball search: {sound} sound certified balls, {checked} grid points, none wrong")
+    return checked
+
+
+def test_two_pixels_no_radius_exceeds_the_exact_one(audit_model, exact_probabilities):
+    probs, tail = exact_probabilities
+    assert np.allclose(probs.sum(0), 1 - tail, atol=1e-9)
+    # the decision regions meet inside the square, so probabilities near 1/2 are audited
+    assert (probs.max(0) < 0.9).mean() > 0.02 and len(np.unique(probs.argmax(0))) == 3
+    audit(audit_model[1], probs, tail, 0, SIGMA, POINTS, seed=1)
+
+
+def test_two_pixels_no_misclassified_point_in_a_certified_ball(audit_model, exact_probabilities):
+    probs, tail = exact_probabilities
+    _, certified, violations, _ = run_audit(audit_model[1], probs, tail, 0, SIGMA, 120, seed=2)
+    assert ball_search(probs, certified, violations) > len(certified)
 
 
 def test_audit_detects_a_wrong_sigma(audit_model, exact_probabilities):
     """The artifact-integrity bug (a sigma 0.12 library certified with sigma 0.25's radius) in
-    reverse: claiming twice the sigma makes many radii too large, and the audit says so."""
+    reverse: claiming twice the sigma makes most radii too large, and the audit says so."""
     probs, tail = exact_probabilities
-    _, certified, _, exceeded = run_audit(audit_model, probs, tail, 2 * SIGMA, 100, seed=3)
+    clf = audit_model[1]
+    _, certified, _, exceeded = run_audit(
+        clf, probs, tail, 0, SIGMA, 100, seed=3, sigma_claimed=2 * SIGMA
+    )
     assert len(exceeded) > 0.5 * len(certified)
+
+
+SIGMA3, LO3, HI3 = 0.02, 96, 127  # three pixels: a 32^3 region, K = 49
+
+
+def three_pixel_model():
+    """Two classes on three pixels: class 0 when x0 + x1 - x2 > 0.45 (inside the region)."""
+    g = GraphBuilder((1, 1, 3), seed=0)
+    x = g.flatten("input")
+    weight = np.array([[1.0, -0.2], [1.0, -0.2], [-1.0, 0.2]], np.float32)
+    y = g.node("MatMul", [x, g.const(weight, "w")], (2,))
+    return g.build(g.node("Add", [y, g.const(np.array([0.0, 0.54], np.float32))], (2,)))
+
+
+def test_three_pixels_audit_and_ball_search():
+    calib = np.random.default_rng(0).integers(LO3, HI3 + 1, (64, 1, 1, 3), dtype=np.uint8)
+    smoothed = smooth(three_pixel_model(), calib, SIGMA3, batch=100)
+    clf = SmoothedClassifier.from_model(smoothed)
+    probs, tail = exact_probability_map(smoothed, LO3, HI3)
+    assert len(np.unique(probs.argmax(0))) == 2
+    certified, violations = audit(clf, probs, tail, LO3, SIGMA3, 150, seed=4)
+    assert ball_search(probs, certified, violations) > len(certified)
