@@ -95,22 +95,34 @@ def compile_kernels(folder: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(out))
 
 
-def _operands(kind: str):
-    """64 bytes of operands (int8: 3s, fp32: 1.0s), the same buffer for both arguments."""
+OPERAND = {"int8": 3, "fp32": 1.0}  # every operand byte / float (products: 9 and 1.0)
+
+
+def operands(kind: str):
+    """The two 64-byte operand buffers of a ``kind`` kernel (one buffer, passed twice)."""
     if kind == "int8":
-        buf = (ctypes.c_uint8 * 64)(*[3] * 64)
+        buf = (ctypes.c_uint8 * 64)(*[OPERAND[kind]] * 64)
     else:
-        buf = (ctypes.c_float * 16)(*[1.0] * 16)
+        buf = (ctypes.c_float * 16)(*[OPERAND[kind]] * 16)
     return buf, buf
 
 
-def _timed(fn, iters: int, threads: int, operands) -> float:
+def bind(lib: ctypes.CDLL, kernel: Kernel):
+    """The kernel's C function ``fn(iters, a, b) -> sum of accumulators`` and its MACs per
+    iteration."""
+    fn = getattr(lib, kernel.name)
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    return fn, ctypes.c_int.in_dll(lib, kernel.macs).value
+
+
+def _timed(fn, iters: int, threads: int, args) -> float:
     """Wall seconds for ``threads`` threads each running ``fn(iters)`` (started together)."""
     barrier = threading.Barrier(threads + 1)
 
     def work():
         barrier.wait()
-        fn(iters, *operands)
+        fn(iters, *args)
 
     pool = [threading.Thread(target=work) for _ in range(threads)]
     for t in pool:
@@ -124,16 +136,13 @@ def _timed(fn, iters: int, threads: int, operands) -> float:
 
 def measure_kernel(lib, kernel: Kernel, threads: int, seconds=0.5, repeats=5) -> float:
     """Best GMAC/s of ``repeats`` runs of about ``seconds`` each on ``threads`` threads."""
-    fn = getattr(lib, kernel.name)
-    fn.restype = ctypes.c_int64
-    fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-    macs = ctypes.c_int.in_dll(lib, kernel.macs).value
-    operands = _operands(kernel.kind)
+    fn, macs = bind(lib, kernel)
+    args = operands(kernel.kind)
     iters = 1000
-    while (elapsed := _timed(fn, iters, 1, operands)) < 0.05:  # calibrate on one thread
+    while (elapsed := _timed(fn, iters, 1, args)) < 0.05:  # calibrate on one thread
         iters *= 4
     iters = max(1, int(iters * seconds / elapsed))
-    best = min(_timed(fn, iters, threads, operands) for _ in range(repeats))
+    best = min(_timed(fn, iters, threads, args) for _ in range(repeats))
     return iters * macs * threads / best / 1e9
 
 

@@ -1,6 +1,7 @@
 /* Peak-throughput loops for benchmarks/peak.py: each runs `iters` iterations of ACC independent
- * multiply-accumulate chains on registers and returns a value that depends on all of them (so the
- * compiler keeps the work). MACs per iteration: the *_MACS constants; peak.py reads them. */
+ * multiply-accumulate chains on registers, from zero, and returns the sum of all accumulator
+ * lanes, which is MACS * iters * a * b for constant operands a, b (tests/test_peak.py checks it;
+ * it also keeps the compiler from dropping the work). MACs per iteration: the *_MACS constants. */
 #include <stdint.h>
 
 #define ACC 12 /* independent accumulators: more than latency x throughput of any unit here */
@@ -23,7 +24,7 @@ const int AVX2_F32_MACS = ACC * 8;
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 int64_t vnni_u8s8(int64_t iters, const uint8_t *a, const int8_t *b) {
     __m512i va = _mm512_loadu_si512(a), vb = _mm512_loadu_si512(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_set1_epi32(j);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_si512();
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++)
             __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[j]) : "v"(va), "v"(vb));
@@ -36,7 +37,7 @@ __attribute__((target("avx2")))
 int64_t avx2_u8s8(int64_t iters, const uint8_t *a, const int8_t *b) {
     __m256i va = _mm256_loadu_si256((const __m256i *)a), vb = _mm256_loadu_si256((const __m256i *)b);
     __m256i ones = _mm256_set1_epi16(1), acc[ACC8];
-    UNROLLED for (int j = 0; j < ACC8; j++) acc[j] = _mm256_set1_epi32(j);
+    UNROLLED for (int j = 0; j < ACC8; j++) acc[j] = _mm256_setzero_si256();
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC8; j++) {
             __m256i t;
@@ -50,13 +51,15 @@ int64_t avx2_u8s8(int64_t iters, const uint8_t *a, const int8_t *b) {
     UNROLLED for (int j = 1; j < ACC8; j++) s = _mm256_add_epi32(s, acc[j]);
     int32_t out[8];
     _mm256_storeu_si256((__m256i *)out, s);
-    return (int64_t)out[0] + out[7];
+    int64_t total = 0;
+    for (int k = 0; k < 8; k++) total += out[k];
+    return total;
 }
 
 __attribute__((target("avx512f")))
 int64_t avx512_f32(int64_t iters, const float *a, const float *b) {
     __m512 va = _mm512_loadu_ps(a), vb = _mm512_loadu_ps(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_set1_ps((float)j);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_fmadd_ps(va, vb, acc[j]);
     __m512 s = acc[0];
@@ -67,14 +70,16 @@ int64_t avx512_f32(int64_t iters, const float *a, const float *b) {
 __attribute__((target("avx2,fma")))
 int64_t avx2_f32(int64_t iters, const float *a, const float *b) {
     __m256 va = _mm256_loadu_ps(a), vb = _mm256_loadu_ps(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm256_set1_ps((float)j);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm256_fmadd_ps(va, vb, acc[j]);
     __m256 s = acc[0];
     UNROLLED for (int j = 1; j < ACC; j++) s = _mm256_add_ps(s, acc[j]);
     float out[8];
     _mm256_storeu_ps(out, s);
-    return (int64_t)(out[0] + out[7]);
+    double total = 0;
+    for (int k = 0; k < 8; k++) total += out[k];
+    return (int64_t)total;
 }
 
 #elif defined(__aarch64__)
@@ -88,7 +93,7 @@ __attribute__((target("arch=armv8.2-a+dotprod")))
 int64_t sdot_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
     int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
     int32x4_t acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(j);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(0);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdotq_s32(acc[j], va, vb);
     int32x4_t s = acc[0];
@@ -99,7 +104,7 @@ int64_t sdot_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
 int64_t smull_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
     int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
     int32x4_t acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(j);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(0);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) {
             OPAQUE(va, "w");
@@ -113,7 +118,7 @@ int64_t smull_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
 
 int64_t neon_f32(int64_t iters, const float *a, const float *b) {
     float32x4_t va = vld1q_f32(a), vb = vld1q_f32(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_f32((float)j);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_f32(0.0f);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vfmaq_f32(acc[j], va, vb);
     float32x4_t s = acc[0];

@@ -12,14 +12,22 @@ from tvm_intsmooth.schedule.intrinsics import KernelIntrin, tensorize_blocked_co
 from tvm_intsmooth.schedule.targets import host_features
 
 
-def blocked_conv(intrin: KernelIntrin, n=2, c=16, k=16, hw=8, tensorize_with=None) -> tvm.IRModule:
+def blocked_conv(
+    intrin: KernelIntrin, n=2, c=16, k=16, hw=8, tensorize_with=None, epilogue=False
+) -> tvm.IRModule:
     """3x3, stride 1, pad 1 conv in the blocked layout for ``intrin``'s operands, scheduled with
-    ``tensorize_with`` (default: ``intrin``)."""
+    ``tensorize_with`` (default: ``intrin``). ``epilogue``: the result is ``conv - 1``, computed
+    under the output row loop as the layout's fused kernels do (before tensorizing)."""
     r = intrin.reduce
     data = te.placeholder((n, c // 16, hw, hw, 16), intrin.data_dtype, name="data")
     kernel = te.placeholder((k // 16, c // 16, 3, 3, 16 // r, 16, r), "int8", name="kernel")
     out = topi.nn.conv2d_NCHWc_int8(data, kernel, 1, 1, 1, "NCHW16c", "NCHW16c", "int32", r)
+    if epilogue:
+        out = te.compute(out.shape, lambda *i: out(*i) - 1, name="epilogue")
     sch = tvm.s_tir.Schedule(te.create_prim_func([data, kernel, out]))
+    if epilogue:
+        row = sch.get_loops(sch.get_sblock("conv2d_NCHWc_int8"))[2]
+        sch.reverse_compute_at(sch.get_sblock("epilogue"), row)
     tensorize_blocked_conv(sch, "conv2d_NCHWc_int8", tensorize_with or intrin)
     return sch.mod
 

@@ -84,20 +84,30 @@ def _avx2_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
         T.writes(C[0:16])
         a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
         a_bytes = T.reinterpret(T.broadcast(a_word, 8), dtype="uint8x32")
-        for half in T.unroll(2):
-            pairs = T.call_llvm_pure_intrin(
+        # the two 8-lane halves written out: a loop here would put one loop variable into
+        # every place the intrinsic is used
+        C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
                 a_bytes,
-                B.vload([half * 8, 0], dtype="int8x32"),
+                B.vload([0, 0], dtype="int8x32"),
                 dtype="int16x16",
-            )
-            lanes = T.ramp(half * 8, 1, 8)
-            C[lanes] = C[lanes] + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                pairs,
-                T.broadcast(T.int16(1), 16),
-                dtype="int32x8",
-            )
+            ),
+            T.broadcast(T.int16(1), 16),
+            dtype="int32x8",
+        )
+        C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                a_bytes,
+                B.vload([8, 0], dtype="int8x32"),
+                dtype="int16x16",
+            ),
+            T.broadcast(T.int16(1), 16),
+            dtype="int32x8",
+        )
 
 
 @T.prim_func(s_tir=True)
@@ -128,14 +138,18 @@ def _avx2_s16_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
         T.writes(C[0:16])
         a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
         a_pairs = T.reinterpret(T.broadcast(a_word, 8), dtype="int16x16")
-        for half in T.unroll(2):
-            lanes = T.ramp(half * 8, 1, 8)
-            C[lanes] = C[lanes] + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                a_pairs,
-                T.cast(B.vload([half * 8, 0], dtype="int8x16"), "int16x16"),
-                dtype="int32x8",
-            )
+        C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            a_pairs,
+            T.cast(B.vload([0, 0], dtype="int8x16"), "int16x16"),
+            dtype="int32x8",
+        )
+        C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            a_pairs,
+            T.cast(B.vload([8, 0], dtype="int8x16"), "int16x16"),
+            dtype="int32x8",
+        )
 
 
 def register() -> None:
