@@ -101,7 +101,7 @@ def load_classifier(artifact: Path, use_float: bool, batch: int | None = None):
 
 
 def fresh_seed() -> int:
-    """A seed from the operating system (DESIGN.md: no fixed seed is ever a default)."""
+    """A seed from the operating system (no fixed seed is ever a default: docs/soundness.md)."""
     return secrets.randbits(64)
 
 
