@@ -15,6 +15,7 @@ from ..errors import IntSmoothError
 from ..importer import ModelLike, import_model
 from ..quantize import QuantizedModel, check_images, quantize_static
 from ..quantize.calibrate import CalibrationReader
+from .artifact_facts import ArtifactFacts, add_artifact_facts
 from .count_votes import CountVotes
 from .inject_integer_noise import InjectIntegerNoise
 from .noise_sampler import sample_noise_numpy
@@ -126,6 +127,10 @@ def apply_smoothing(
         DumpIR(dump_ir, 1, "quantize_to_integer")(quantized.mod)
     phases = [("inject_integer_noise", noise), ("count_votes", CountVotes())]
     mod = tvm.transform.Sequential(with_dumps(phases, dump_ir, first_index=2))(quantized.mod)
+    facts = ArtifactFacts.of(
+        noise.table, noise.batch, noise.clip, imported.input_shape, imported.num_classes
+    )
+    mod = add_artifact_facts(mod, facts)  # checked when an artifact is loaded
     return SmoothedModel(mod, quantized, noise.table, noise.batch, noise.clip, imported.onnx_model)
 
 
