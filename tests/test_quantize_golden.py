@@ -3,8 +3,8 @@
 Each Expected module spells out one rule (docs/integer_only.md) with its constants computed here
 in numpy from the rule, not by the pass: the symmetric per-channel int8 weights, the Q31
 multiplier and shift of every requantization, the clamp that a ReLU or Clip folds into, int8 max
-pooling, global and windowed average pooling as int32 sums, and the residual add whose operands
-are rescaled to a common int32 scale 2^16 times finer than the coarser one.
+pooling, global and windowed average pooling as int32 sums, the residual add whose operands
+are rescaled to a common int32 scale 2^16 times finer than the coarser one, and a QDQ layer.
 """
 
 from __future__ import annotations
@@ -184,3 +184,61 @@ def test_residual_add_rescales_both_sides_and_avg_pool_sums_windows():
     after = QuantizeToInteger({"c": 2.0, "r": 2.0, "c2": 4.0, "s": 4.0, "a": 4.0})(Before)
     tvm.ir.assert_structural_equal(after, Expected)
     assert (int(mult_r), int(shift_r), int(mult_s), int(shift_s)) == (2**30, 15, 2**30, 46)
+
+
+def test_qdq_dense_keeps_the_models_scales():
+    """relu -> QuantizeLinear -> DequantizeLinear -> matmul(DequantizeLinear(int8 weights)): the
+    activation takes the model's scale (0.05, not the calibrated range) and the int8 weights are
+    used as they are; the last layer's int32 logits share one scale per class up to a constant."""
+    w1 = np.array([[1.0, -2.0], [0.5, 1.0]], "float32")  # K x O
+    w2q = np.array([[100, -50, 7], [-127, 3, 60]], "int8")
+    s2 = np.array([0.01, 0.02, 0.04], "float32")
+    zeros = np.zeros(3, "int8")  # zero points
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor(("batch", 2), "float32")):
+            with R.dataflow():
+                h = R.matmul(x, R.const(w1, "float32"))
+                r = R.nn.relu(h)
+                q = R.quantize(r, R.const(0.05, "float32"), R.const(0, "int8"))
+                d = R.dequantize(q, R.const(0.05, "float32"), R.const(0, "int8"))
+                w = R.dequantize(
+                    R.const(w2q, "int8"), R.const(s2, "float32"), R.const(zeros, "int8"), axis=1
+                )
+                o = R.matmul(d, w)
+                R.output(o)
+            return o
+
+    w1q, s_w1 = _per_channel_int8(w1.astype(np.float64) * PIXEL, 1)
+    act = float(np.float32(0.05))
+    mult1, rounding1, shift1 = requant(s_w1 / act, (1, 2))
+    s_o = act * s2.astype(np.float64)
+    mult2, rounding2, shift2 = requant(s_o / s_o.max(), (1, 3))
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor(("batch", 2), "uint8")):
+            with R.dataflow():
+                acc = R.matmul(x, R.const(w1q, "int8"), out_dtype="int32")
+                h = R.add(acc, R.const(np.zeros((1, 2)), "int32"))
+                v = R.astype(h, "int64")
+                v = R.multiply(v, R.const(mult1, "int64"))
+                v = R.add(v, R.const(rounding1, "int64"))
+                v = R.right_shift(v, R.const(shift1, "int64"))
+                v = R.clip(v, 0, 127)
+                q_q = R.astype(v, "int8")
+                o = R.matmul(q_q, R.const(w2q, "int8"), out_dtype="int32")
+                t = R.astype(o, "int64")
+                t = R.multiply(t, R.const(mult2, "int64"))
+                t = R.add(t, R.const(rounding2, "int64"))
+                t = R.right_shift(t, R.const(shift2, "int64"))
+                logits = R.astype(t, "int32")
+                gv = logits
+                R.output(gv)
+            return gv
+
+    after = QuantizeToInteger({"h": 3.0, "r": 3.0, "o": 5.0})(Before)
+    tvm.ir.assert_structural_equal(after, Expected)
