@@ -50,7 +50,7 @@ def run(*args) -> int:
 def one_paragraph_error(capsys, code, *words):
     """A user error: exit 1, one line on stderr naming the problem, no traceback."""
     err = capsys.readouterr().err.strip()
-    assert code != 0, err
+    assert code == 1, err
     assert "\n" not in err and err.startswith("intsmooth"), err
     for word in words:
         assert word in err, err
@@ -241,6 +241,23 @@ def test_compile_refuses_a_folder_it_did_not_write(root, tmp_path, capsys):
     assert json.loads((art / "meta.json").read_text())["batch"] == 10
     assert run(*args, "--force", "-o", notes) == 0
     assert not (notes / "todo.txt").exists() and (notes / "model.so").is_file()
+
+
+def test_failed_compile_keeps_the_old_artifact(root, tmp_path, monkeypatch):
+    import tvm_intsmooth.runtime.smoothed_classifier as sc
+
+    art = copy_artifact(root, tmp_path)
+    before = {p.name: p.read_bytes() for p in art.iterdir()}
+
+    def broken_export(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sc, "export", broken_export)
+    smoothed = smooth(first_pixel_model(SHAPE), random_images(SHAPE, 8, seed=1), 0.5, batch=5)
+    with pytest.raises(OSError, match="disk full"):
+        save_artifact(smoothed, art)
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no temporary folder left
 
 
 # 9. labels the model cannot have
