@@ -25,7 +25,7 @@ from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
 from tvm_intsmooth.cli.main import main
 
 SMALL = os.environ.get("INTSMOOTH_TUTORIAL_SMALL") == "1"  # the tests' setting
-N, IMAGES = (300, 3) if SMALL else (10_000, 20)
+N, IMAGES, CALIB = (300, 3, 100) if SMALL else (10_000, 20, 500)
 OUT = Path(os.environ.get("INTSMOOTH_TUTORIAL_OUT", "tutorial-output")) / "01_quickstart"
 
 
@@ -40,7 +40,10 @@ def intsmooth(*args) -> None:
 artifact, results = OUT / "fmnist_cnn.host", OUT / "results.tsv"
 results.unlink(missing_ok=True)  # a rerun starts afresh instead of resuming
 Path(f"{results}.json").unlink(missing_ok=True)
-intsmooth("compile", DEMO_MODEL, "--sigma", 0.25, "--calib", DEMO_DATA, "-o", artifact)
+intsmooth(
+    "compile", DEMO_MODEL, "--sigma", 0.25, "--calib", DEMO_DATA, "--calib-max", CALIB,
+    "-o", artifact,
+)  # fmt: skip
 # No --seed: a fresh 64-bit seed comes from the OS and is written to results.tsv.json.
 intsmooth(
     "certify", artifact, "--data", DEMO_DATA, "--skip", 25, "--max", IMAGES,
