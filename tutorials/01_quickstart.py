@@ -37,6 +37,7 @@ def intsmooth(*args) -> None:
         raise SystemExit(code)
 
 
+OUT.mkdir(parents=True, exist_ok=True)
 artifact, results = OUT / "fmnist_cnn.host", OUT / "results.tsv"
 results.unlink(missing_ok=True)  # a rerun starts afresh instead of resuming
 Path(f"{results}.json").unlink(missing_ok=True)

@@ -26,6 +26,7 @@ TARGET = "rpi5"
 if shutil.which("aarch64-linux-gnu-gcc") is None:
     raise SystemExit("install the cross compiler first: apt-get install gcc-aarch64-linux-gnu")
 
+OUT.mkdir(parents=True, exist_ok=True)
 artifact = OUT / f"fmnist_cnn.{TARGET}"
 args = ["compile", DEMO_MODEL, "--sigma", 0.25, "--calib", DEMO_DATA, "--calib-max", 200]
 code = main([str(a) for a in [*args, "--target", TARGET, "-o", artifact]])
