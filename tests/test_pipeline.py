@@ -1,6 +1,6 @@
 """The registered "intsmooth" Relax pipeline: a TVM user's script, end to end.
 
-A fresh interpreter does what a TVM user does (``import tvm``, ``import tvm_intsmooth``,
+A fresh interpreter does what a TVM user does (``import tvm_intsmooth, tvm``,
 ``relax.get_pipeline("intsmooth", ...)``, ``tvm.compile``) on the bundled CNN; its vote counts
 must equal those of the artifact that ``intsmooth compile`` writes for the same calibration
 images, for the same seeds and streams.
@@ -27,8 +27,9 @@ SEEDS_STREAMS = [(7, 0), (2**63 + 1, 5)]
 _SCRIPT = textwrap.dedent(
     f"""
     import json, sys
-    import tvm
     import tvm_intsmooth
+    assert "tvm" not in sys.modules  # importing the plugin first does not load TVM ...
+    import tvm  # ... and "intsmooth" is registered when TVM loads
     from tvm import relax
     from tvm_intsmooth.data import load_npz
 
@@ -81,6 +82,15 @@ def test_registered_pipeline_gives_the_counts_of_intsmooth_compile(tmp_path):
     ]
     assert "R.call_tir" in (dumps / "02_inject_integer_noise.py").read_text()
     assert np.sum(expected[0]) == N
+
+
+def test_registered_when_tvm_is_imported_first():
+    code = (
+        "import tvm, tvm_intsmooth, numpy as np\n"
+        "p = tvm.relax.get_pipeline('intsmooth', sigma=0.5, calibration=np.zeros((1, 1, 2, 2)))\n"
+        "assert type(p).__name__ == 'IntSmoothPipeline' and p.table.sigma == 0.5\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_pipeline_needs_calibration_images():

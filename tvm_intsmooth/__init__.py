@@ -23,7 +23,8 @@ import TVM.
 from __future__ import annotations
 
 import importlib
-import sys
+
+from . import tvm_hooks  # light: it imports TVM only once TVM is there
 
 __version__ = "0.1.0"
 
@@ -60,7 +61,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'tvm_intsmooth' has no attribute {name!r}")
 
 
-if "tvm" in sys.modules:  # imported after TVM: make relax.get_pipeline("intsmooth") work now
-    from . import tvm_hooks
-
-    tvm_hooks.register()
+tvm_hooks.register_now_or_when_tvm_loads()  # for tvm.relax.get_pipeline("intsmooth")

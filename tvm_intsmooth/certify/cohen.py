@@ -5,8 +5,8 @@ the top class of the selection counts, a one-sided Clopper-Pearson lower bound o
 from the estimation counts, abstention when that bound is below 1/2 (the reference's
 ``if pABar < 0.5``), and the radius ``sigma * Phi^-1(pA_lower)``. The one addition is ``tv_bound``:
 the total variation distance between the integer sampler and the exact noise distribution
-(DESIGN.md section 4), which is subtracted from the lower bound so that the certificate stays
-sound for the distribution that was actually sampled.
+(docs/soundness.md, section 3), which is subtracted from the lower bound so that the certificate
+stays sound for the distribution that was actually sampled.
 """
 
 from __future__ import annotations

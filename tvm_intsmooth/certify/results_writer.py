@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - Windows has no flock; the file is then
 
 
 def fresh_seed() -> int:
-    """A seed from the operating system (DESIGN.md: no fixed seed is ever a default)."""
+    """A seed from the operating system (no fixed seed is ever a default: docs/soundness.md)."""
     return secrets.randbits(64)
 
 

@@ -155,7 +155,7 @@ def save_artifact(smoothed, path: str | os.PathLike, target="host", force: bool 
 
 def verify_library(path: Path, meta: dict, vm: relax.VirtualMachine) -> float:
     """Check the facts compiled into the library against meta.json; return the TV bound
-    recomputed from them (DESIGN.md section 4). Any mismatch is an IntSmoothError."""
+    recomputed from them (docs/soundness.md, section 3). Any mismatch is an IntSmoothError."""
     from ..smoothing.artifact_facts import FACTS_FUNCTION, ArtifactFacts, table_digest
     from ..smoothing.noise_table import rounded_gaussian_table
 
