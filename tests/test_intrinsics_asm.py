@@ -58,7 +58,7 @@ def test_tensorized_conv_with_an_epilogue_under_its_row_loop(target, data_dtype,
     if not host_has(feature):
         pytest.skip(f"this CPU has no {feature}")
     intrin = tensor_intrin_for(target, data_dtype)
-    mod = blocked_conv(intrin, c=32, k=32, hw=8, epilogue=True)
+    mod = blocked_conv(intrin, n=1, c=32, k=32, hw=8, epilogue=True)
     lib = tvm.compile(mod, target=resolve_target(target).target)
     rng = np.random.default_rng(5)
     info = np.iinfo(data_dtype)
