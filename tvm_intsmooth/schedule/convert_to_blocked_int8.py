@@ -248,7 +248,9 @@ class _BlockedRewriter(relax.PyExprMutator):
             block = K.input_block(cin_per_group)
             x = self._emit_te(K.to_blocked, self.visit_expr(data), block, name=f"{name}_in")
             packed = relax.const(K.pack_input_conv_weight(weight), "int8")
-            out = self._emit_te(K.conv_blocked, x, packed, strides, padding, dilation, name=name)
+            out = self._emit_te(
+                K.conv_blocked, x, packed, strides, padding, dilation, max(-lo, hi), name=name
+            )
             return _Blocked(out, out_channels, "int32")
         x = self.blocked[data]
         packed = relax.const(K.pack_conv_weight(weight), "int8")
@@ -260,12 +262,14 @@ class _BlockedRewriter(relax.PyExprMutator):
             self._check_accumulator(name, fan_in, 255)
             shifted = self._emit_te(K.shift_to_uint8, x.var, padding, name=f"{name}_shift")
             acc = self._emit_te(
-                K.conv_blocked, shifted, packed, strides, (0, 0, 0, 0), dilation, name=name
+                K.conv_blocked, shifted, packed, strides, (0, 0, 0, 0), dilation, 255, name=name
             )
             fix = relax.const(K.compensation(weight), "int32")
             return _Blocked(self._emit(R.add(acc, fix), f"{name}_fix"), out_channels, "int32")
         self._check_accumulator(name, fan_in, max(-lo, hi))
-        out = self._emit_te(K.conv_blocked, x.var, packed, strides, padding, dilation, name=name)
+        out = self._emit_te(
+            K.conv_blocked, x.var, packed, strides, padding, dilation, max(-lo, hi), name=name
+        )
         return _Blocked(out, out_channels, "int32")
 
     @staticmethod
