@@ -9,7 +9,7 @@ their per-channel constants blocked at compile time, so FuseOps fuses each into 
 convolution's PrimFunc. A blocked value goes back to NCHW only where a consumer needs it
 (pooling, flatten, dense, the output). Weights are packed at compile time.
 
-Exactness by construction (DESIGN.md section 3):
+Exactness by construction (docs/integer_only.md):
 - an int8 value whose range is within 0..127 (a requantization clamped at 0: ReLU) is the same
   byte as uint8, so it is emitted as uint8 and is the unsigned operand of the dot product as it is;
 - a conv input that can be negative is shifted to uint8 ``x + 128`` (padded with the shifted
