@@ -30,10 +30,9 @@ from tvm import relax
 from tvm.relax import op as R
 
 from ..errors import UnsupportedModelError
+from ..quantize.accumulator_bounds import accumulator_bound, fits
 from . import blocked_kernels as K
 
-INT32_MAX = 2**31 - 1
-WEIGHT_MAX_ABS = 128  # any int8 weight
 ELEMENTWISE = {
     "relax.astype",
     "relax.add",
@@ -274,8 +273,8 @@ class _BlockedRewriter(relax.PyExprMutator):
 
     @staticmethod
     def _check_accumulator(name: str, fan_in: int, input_max_abs: int) -> None:
-        bound = fan_in * input_max_abs * WEIGHT_MAX_ABS
-        if bound > INT32_MAX:
+        bound = accumulator_bound(fan_in, input_max_abs)  # any partial sum, any blocking
+        if not fits(bound, "int32"):
             raise UnsupportedModelError(
                 f"ConvertToBlockedInt8: convolution {name!r} sums {fan_in} products of inputs "
                 f"up to {input_max_abs} in magnitude and int8 weights; its worst case "
