@@ -81,3 +81,20 @@ def test_dense_first_model_overflows_on_unclipped_noise(dense_first_224):
     # clamped to 0..255, the same layer stays within int32: the check is not a blanket refusal
     smoothed = smooth(dense_first_224, calib, 0.25, batch=2, clip="clip")
     assert isinstance(smoothed.mod, tvm.IRModule)
+
+
+def test_uint8_quantization_refuses_an_overflowing_first_layer():
+    """Clean pixels too: 150528 x 127 x 255 > 2^31 when every weight has the same magnitude."""
+    from onnx import numpy_helper
+
+    from tvm_intsmooth.quantize import quantize_static
+
+    g = GraphBuilder((3, 224, 224), seed=8)
+    model = g.build(g.gemm(g.flatten("input"), 2))
+    for init in model.graph.initializer:
+        if init.name.startswith("w"):
+            value = np.full(numpy_helper.to_array(init).shape, 0.01, np.float32)
+            init.CopyFrom(numpy_helper.from_array(value, init.name))
+    calib = np.random.default_rng(1).integers(0, 256, (2, 3, 224, 224), dtype=np.uint8)
+    with pytest.raises(UnsupportedModelError, match="QuantizeToInteger.*matmul.*int32"):
+        quantize_static(model, calib)

@@ -147,7 +147,7 @@ def test_k_grows_with_sigma_and_bits(tables):
 
 
 def test_tv_bound_sizes_of_design_notes(tables):
-    """DESIGN.md 4: negligible at b = 64, about 1e-4 for CIFAR-sized inputs at b = 32."""
+    """docs/soundness.md 3: negligible at b = 64, about 1e-4 for CIFAR-sized inputs at b = 32."""
     assert tables[(0.25, 32)].tv_bound(3 * 32 * 32) == pytest.approx(1.5e-4, rel=0.1)
     assert tables[(0.25, 64)].tv_bound(3 * 32 * 32) < 1e-12
     per = tables[(0.25, 32)].tv_per_coordinate()

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from .common import (
     add_data_arguments,
     add_sampling_arguments,
-    fresh_seed,
+    check_sampling,
     load_classifier,
     load_data,
+    run_metadata,
 )
 
 HELP = "certify the L2 robustness of a smoothed classifier on a dataset"
@@ -47,38 +47,32 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..certify import ResultRow, ResultsWriter, sidecar_path
+    from ..certify import ResultRow, ResultsWriter
+    from ..certify.results_writer import check_output_folder
 
+    check_output_folder(args.output)
     clf = load_classifier(args.artifact, args.use_float)
-    x, y = load_data(args, clf.input_shape)
-    seed = args.seed
-    if seed is None and sidecar_path(args.output).is_file():
-        seed = json.loads(sidecar_path(args.output).read_text()).get("seed")
-    seed = fresh_seed() if seed is None else seed
-    meta = json.loads((args.artifact / "meta.json").read_text())
-    metadata = {
-        "seed": seed,
-        "sigma": clf.sigma,
-        "n0": args.n0,
-        "n": args.n,
-        "alpha": args.alpha,
-        "noise": "gaussian_float32" if args.use_float else meta["noise"],
-        "tv_bound": clf.tv_bound,
-        "clip": meta.get("clip", "clip"),
-        "target": "onnxruntime" if args.use_float else meta["target"],
-        "artifact_sha256": meta["library_sha256"],
-        "data": str(args.data),
-        "skip": args.skip,
-        "max": args.max,
-    }
-    with ResultsWriter(args.output, metadata) as writer:
+    x, y = load_data(args, clf.input_shape, clf.num_classes)
+    check_sampling(clf, args.n, args.n0)
+    with ResultsWriter(args.output, run_metadata(args, clf, x, y)) as writer:
+        seed = writer.metadata["seed"]
+        if writer.replaced_stale_sidecar:
+            print(f"{args.output}: replacing a sidecar without rows (a run that wrote none)")
         todo = [i for i in range(len(x)) if i * args.skip not in writer.done]
         if len(todo) < len(x):
-            print(f"resuming {args.output}: {len(x) - len(todo)} rows already done", flush=True)
-        for i in tqdm(todo, desc="certify", unit="image"):
+            how = "its seed" if writer.resumed_seed is not None else "--seed"
+            print(
+                f"resuming {args.output}: {len(x) - len(todo)} rows already done, seed {seed} "
+                f"({how})",
+                flush=True,
+            )
+        progress = False if args.quiet else None  # None: a bar for long count runs
+        for i in tqdm(todo, desc="certify", unit="image", disable=args.quiet):
             idx = i * args.skip  # the dataset index, as the reference scripts number rows
             start = time.monotonic()
-            cert = clf.certify(x[i], args.n0, args.n, args.alpha, index=idx, seed=seed)
+            cert = clf.certify(
+                x[i], args.n0, args.n, args.alpha, index=idx, seed=seed, progress=progress
+            )
             writer.write(ResultRow.from_certificate(idx, int(y[i]), cert, time.monotonic() - start))
     print(f"wrote {args.output} (seed {seed})")
     return 0

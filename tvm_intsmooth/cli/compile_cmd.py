@@ -36,7 +36,18 @@ def add_parser(sub) -> None:
         help="tuned schedule database folder (written by `intsmooth tune`), 'auto' (default: "
         "the shipped database for this architecture and target, if any) or 'none'",
     )
-    p.add_argument("-o", "--output", required=True, type=Path, help="artifact folder to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="artifact folder to write (an existing one is replaced only if intsmooth wrote it)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace -o even if it is not an artifact written by intsmooth",
+    )
     p.set_defaults(run=run)
 
 
@@ -114,12 +125,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..runtime import save_artifact
+    from ..runtime.smoothed_classifier import check_artifact_destination
     from .tune_cmd import tune_command
 
+    check_artifact_destination(args.output, args.force)  # before the long compile
     smoothed = smoothed_model(args, args.dump_ir)
     print(f"building for {args.target} ...", flush=True)
     schedules = None if args.schedules == "none" else args.schedules
-    save_artifact(smoothed, args.output, args.target, schedules=schedules)
+    save_artifact(smoothed, args.output, args.target, force=args.force, schedules=schedules)
     used = json.loads((args.output / "meta.json").read_text())["schedules"]
     if used["database"]:
         print(

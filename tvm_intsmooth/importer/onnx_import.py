@@ -10,6 +10,14 @@ variable; every other dimension is fixed.
 Everything that can go wrong with a user's model is checked up front and reported at once: a
 missing or corrupt file, every unsupported operator (not only the first), several inputs, a
 dynamic or wrong-rank input.
+
+Why this importer, next to TVM's own ``tvm.relax.frontend.onnx.from_onnx`` (whose modules the
+pipeline also accepts, see :mod:`.relax_import`): it reports every operator the integer pipeline
+cannot handle in one message before any conversion, where a frontend converts what it knows
+(including operators no integer rule exists for) and leaves the failure to the quantizer, one
+operator at a time; it keeps the ONNX model, which the artifact ships for the float reference
+(``intsmooth certify --float``); and it names bindings after the ONNX tensors, which makes
+dumped IR and error messages point at the user's own layer names.
 """
 
 from __future__ import annotations

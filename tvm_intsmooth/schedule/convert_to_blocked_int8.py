@@ -9,7 +9,7 @@ their per-channel constants blocked at compile time, so FuseOps fuses each into 
 convolution's PrimFunc. A blocked value goes back to NCHW only where a consumer needs it
 (pooling, flatten, dense, the output). Weights are packed at compile time.
 
-Exactness by construction (DESIGN.md section 3):
+Exactness by construction (docs/integer_only.md):
 - an int8 value whose range is within 0..127 (a requantization clamped at 0: ReLU) is the same
   byte as uint8, so it is emitted as uint8 and is the unsigned operand of the dot product as it is;
 - a conv input that can be negative is shifted to uint8 ``x + 128`` (padded with the shifted
@@ -30,10 +30,9 @@ from tvm import relax
 from tvm.relax import op as R
 
 from ..errors import UnsupportedModelError
+from ..quantize.accumulator_bounds import accumulator_bound, fits
 from . import blocked_kernels as K
 
-INT32_MAX = 2**31 - 1
-WEIGHT_MAX_ABS = 128  # any int8 weight
 ELEMENTWISE = {
     "relax.astype",
     "relax.add",
@@ -248,7 +247,9 @@ class _BlockedRewriter(relax.PyExprMutator):
             block = K.input_block(cin_per_group)
             x = self._emit_te(K.to_blocked, self.visit_expr(data), block, name=f"{name}_in")
             packed = relax.const(K.pack_input_conv_weight(weight), "int8")
-            out = self._emit_te(K.conv_blocked, x, packed, strides, padding, dilation, name=name)
+            out = self._emit_te(
+                K.conv_blocked, x, packed, strides, padding, dilation, max(-lo, hi), name=name
+            )
             return _Blocked(out, out_channels, "int32")
         x = self.blocked[data]
         packed = relax.const(K.pack_conv_weight(weight), "int8")
@@ -260,18 +261,20 @@ class _BlockedRewriter(relax.PyExprMutator):
             self._check_accumulator(name, fan_in, 255)
             shifted = self._emit_te(K.shift_to_uint8, x.var, padding, name=f"{name}_shift")
             acc = self._emit_te(
-                K.conv_blocked, shifted, packed, strides, (0, 0, 0, 0), dilation, name=name
+                K.conv_blocked, shifted, packed, strides, (0, 0, 0, 0), dilation, 255, name=name
             )
             fix = relax.const(K.compensation(weight), "int32")
             return _Blocked(self._emit(R.add(acc, fix), f"{name}_fix"), out_channels, "int32")
         self._check_accumulator(name, fan_in, max(-lo, hi))
-        out = self._emit_te(K.conv_blocked, x.var, packed, strides, padding, dilation, name=name)
+        out = self._emit_te(
+            K.conv_blocked, x.var, packed, strides, padding, dilation, max(-lo, hi), name=name
+        )
         return _Blocked(out, out_channels, "int32")
 
     @staticmethod
     def _check_accumulator(name: str, fan_in: int, input_max_abs: int) -> None:
-        bound = fan_in * input_max_abs * WEIGHT_MAX_ABS
-        if bound > INT32_MAX:
+        bound = accumulator_bound(fan_in, input_max_abs)  # any partial sum, any blocking
+        if not fits(bound, "int32"):
             raise UnsupportedModelError(
                 f"ConvertToBlockedInt8: convolution {name!r} sums {fan_in} products of inputs "
                 f"up to {input_max_abs} in magnitude and int8 weights; its worst case "

@@ -169,9 +169,10 @@ def save_database(records: list[ms.database.TuningRecord], path: str | os.PathLi
 
 
 def find_database(key: str, target: TargetSpec | str) -> TunedDatabase | None:
-    """The shipped database for workload ``key`` on ``target``, or None."""
+    """The database for workload ``key`` on ``target`` in :func:`schedules_dir`, or None
+    (``host`` looks under the bundled target it resolves to, e.g. ``x86-vnni``)."""
     spec = resolve_target(target)
-    folder = schedules_dir() / spec.name / key
+    folder = schedules_dir() / spec.resolved_name / key
     return load_database(folder) if (folder / RECORDS).is_file() else None
 
 

@@ -367,7 +367,7 @@ def tune(
             "tune: the module has no convolution or dense layer (no multiply-accumulate "
             "reduction) to tune."
         )
-    out = Path(output) if output is not None else schedules_dir() / spec.name / key
+    out = Path(output) if output is not None else schedules_dir() / spec.resolved_name / key
     builder = builder if builder is not None else default_builder(spec)
     runner = runner if runner is not None else ms.runner.LocalRunner()
     results = [TaskResult(t.task_name, macs, int(t.weight)) for t, macs in found]
@@ -417,10 +417,10 @@ def tune(
             if task.kept:
                 kept.append(record)
         save_database(kept, out)
-    result = TuneResult(out, key, spec.name, results, time.perf_counter() - start)
+    result = TuneResult(out, key, spec.resolved_name, results, time.perf_counter() - start)
     info = {
         "key": key,
-        "target": spec.name,
+        "target": spec.resolved_name,
         "target_config": str(spec.target),
         "tvm": tvm.__version__,
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -1,4 +1,4 @@
-"""The rounded Gaussian noise of DESIGN.md section 4, as a table of integer thresholds.
+"""The rounded Gaussian noise (docs/soundness.md, section 2), as a table of integer thresholds.
 
 At a grid point, Gaussian noise e ~ N(0, sigma^2) followed by rounding to the grid of step s moves
 the pixel by the integer k = round(e / s), whose distribution is
