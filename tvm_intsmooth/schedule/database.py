@@ -130,6 +130,7 @@ def load_database(path: str | os.PathLike) -> TunedDatabase:
             f"schedule database {path}: {', '.join(missing)} not found (a database folder holds "
             f"{WORKLOADS_GZ} and {RECORDS}, as written by `intsmooth tune`)."
         )
+    register_intrinsics()  # the records' traces name them
     try:
         info = json.loads((path / INFO).read_text()) if (path / INFO).is_file() else {}
         with tempfile.TemporaryDirectory(prefix="intsmooth_db_") as tmp:
@@ -215,7 +216,6 @@ class ScheduleLookup:
         self.used = self._database()
         if self.used is None:
             return fused
-        register_intrinsics()
         with self.spec.tvm_target, self.used.database:
             out = tvm.relax.transform.MetaScheduleApplyDatabase()(fused)
         self.tuned_functions = sum(

@@ -46,7 +46,14 @@ from tvm_intsmooth.schedule.database import (
 )
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
 
-__all__ = ["TaskResult", "TuneResult", "tune", "tunable_tasks", "default_builder"]
+__all__ = [
+    "TaskResult",
+    "TuneResult",
+    "default_builder",
+    "keep_best",
+    "tunable_tasks",
+    "tune",
+]
 
 # LLVM needs 15-30 s per tensorized conv candidate on a loaded 2-core machine; MetaSchedule's
 # default of 30 s fails them all as "Build errors" (DESIGN.md section 7).
@@ -313,6 +320,35 @@ def _measure(funcs: list[tirx.PrimFunc], spec, builder, runner) -> list[float | 
     return times
 
 
+def keep_best(
+    database: ms.database.Database,
+    found: list,
+    results: list[TaskResult],
+    spec: TargetSpec,
+    builder: ms.builder.Builder,
+    runner: ms.runner.Runner,
+    keep: str,
+    out: Path,
+) -> None:
+    """Write the best record of every tuned task of ``found`` (from :func:`tunable_tasks`) to
+    the database folder ``out``: with ``keep="faster"`` only where it beats the schedule the
+    untuned build gives the task, timed here with the same builder and runner."""
+    best = _best_records(database)
+    mods = [t.dispatched[0] for t, _ in found]
+    untuned = [default_schedule(m["main"], spec) for m in mods]
+    defaults = _measure(untuned, spec, builder, runner)
+    kept = []
+    for task_mod, task, default_us in zip(mods, results, defaults, strict=True):
+        record = best.get(_workload_hash(task_mod))
+        task.default_us = default_us
+        tuned = record is not None and task.best_us is not None
+        faster = tuned and (default_us is None or task.best_us < default_us)
+        task.kept = tuned and (keep == "all" or faster)
+        if task.kept:
+            kept.append(record)
+    save_database(kept, out)
+
+
 def tune(
     smoothed,
     target="host",
@@ -349,7 +385,8 @@ def tune(
         command: the command line to record in ``info.json`` (default: ``sys.argv``).
 
     Returns:
-        A :class:`TuneResult` (its ``summary()`` is a table of the tasks).
+        A :class:`TuneResult` (its ``summary()`` is a table of the tasks). An interrupt
+        (Ctrl-C) ends the search early and keeps what was tuned until then.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise IntSmoothError(f"trials must be a positive integer, got {trials!r}.")
@@ -384,39 +421,31 @@ def tune(
             num_threads=spec.num_cores or "physical",
             seed=seed,
         )
+        database = ms.database.JSONDatabase(work_dir=work, module_equality=MODULE_EQUALITY)
+        interrupted = False
         with tqdm(total=trials, unit="trial", disable=not progress, desc="tuning") as bar:
-            database = ms.tune.tune_tasks(
-                tasks=contexts,
-                task_weights=weights,
-                work_dir=work,
-                max_trials_global=trials,
-                num_trials_per_iter=min(trials_per_iter, trials),
-                builder=builder,
-                runner=runner,
-                cost_model=ms.cost_model.XGBModel(
-                    extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True
-                ),
-                measure_callbacks=[
-                    *ms.measure_callback.MeasureCallback.create("default"),
-                    _Progress(results, bar),
-                ],
-                module_equality=MODULE_EQUALITY,
-            )
-        # Time the schedule the untuned build uses, to keep only tuned ones that beat it.
-        best = _best_records(database)
-        mods = [t.dispatched[0] for t, _ in found]
-        untuned = [default_schedule(m["main"], spec) for m in mods]
-        defaults = _measure(untuned, spec, builder, runner)
-        kept = []
-        for task_mod, task, default_us in zip(mods, results, defaults, strict=True):
-            record = best.get(_workload_hash(task_mod))
-            task.default_us = default_us
-            tuned = record is not None and task.best_us is not None
-            faster = tuned and (default_us is None or task.best_us < default_us)
-            task.kept = tuned and (keep == "all" or faster)
-            if task.kept:
-                kept.append(record)
-        save_database(kept, out)
+            try:
+                ms.tune.tune_tasks(
+                    tasks=contexts,
+                    task_weights=weights,
+                    work_dir=work,
+                    max_trials_global=trials,
+                    num_trials_per_iter=min(trials_per_iter, trials),
+                    builder=builder,
+                    runner=runner,
+                    cost_model=ms.cost_model.XGBModel(
+                        extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True
+                    ),
+                    measure_callbacks=[
+                        *ms.measure_callback.MeasureCallback.create("default"),
+                        _Progress(results, bar),
+                    ],
+                    database=database,
+                    module_equality=MODULE_EQUALITY,
+                )
+            except KeyboardInterrupt:  # Ctrl-C: keep what is tuned so far
+                interrupted = True
+        keep_best(database, found, results, spec, builder, runner, keep, out)
     result = TuneResult(out, key, spec.resolved_name, results, time.perf_counter() - start)
     info = {
         "key": key,
@@ -426,6 +455,7 @@ def tune(
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "trials": result.trials,
         "keep": keep,
+        "interrupted": interrupted,
         "minutes": round(result.seconds / 60, 1),
         "tasks": [{**asdict(t), "gmacs": t.gmacs} for t in results],
     }
