@@ -38,21 +38,23 @@ class Kernel:
     features: frozenset[str]  # CPU features it needs (LLVM names, as host_features gives)
     macs: str  # the C constant holding its MACs per iteration
     kind: str  # int8 (exact) or fp32
-    instruction: str
+    instruction: str  # its first word: the mnemonic issued once per instruction_macs MACs
+    # (smull: once per 16, with its smull2 half)
+    instruction_macs: int
 
 
 KERNELS = [
     Kernel("vnni_u8s8", "x86_64", frozenset({"avx512vnni", "avx512bw"}), "VNNI_MACS", "int8",
-           "vpdpbusd zmm"),
+           "vpdpbusd zmm", 64),
     Kernel("avx2_u8s8", "x86_64", frozenset({"avx2"}), "AVX2_I8_MACS", "int8",
-           "vpmaddubsw+vpmaddwd ymm"),
+           "vpmaddubsw+vpmaddwd ymm", 32),
     Kernel("avx512_f32", "x86_64", frozenset({"avx512f"}), "AVX512_F32_MACS", "fp32",
-           "vfmadd231ps zmm"),
+           "vfmadd231ps zmm", 16),
     Kernel("avx2_f32", "x86_64", frozenset({"avx2", "fma"}), "AVX2_F32_MACS", "fp32",
-           "vfmadd231ps ymm"),
-    Kernel("sdot_s8s8", "aarch64", frozenset({"dotprod"}), "SDOT_MACS", "int8", "sdot"),
-    Kernel("smull_s8s8", "aarch64", frozenset({"neon"}), "SMULL_MACS", "int8", "smull+sadalp"),
-    Kernel("neon_f32", "aarch64", frozenset({"neon"}), "NEON_F32_MACS", "fp32", "fmla"),
+           "vfmadd231ps ymm", 8),
+    Kernel("sdot_s8s8", "aarch64", frozenset({"dotprod"}), "SDOT_MACS", "int8", "sdot", 16),
+    Kernel("smull_s8s8", "aarch64", frozenset({"neon"}), "SMULL_MACS", "int8", "smull+sadalp", 16),
+    Kernel("neon_f32", "aarch64", frozenset({"neon"}), "NEON_F32_MACS", "fp32", "fmla", 4),
 ]  # fmt: skip
 
 

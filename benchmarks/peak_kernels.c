@@ -1,7 +1,8 @@
 /* Peak-throughput loops for benchmarks/peak.py: each runs `iters` iterations of ACC independent
- * multiply-accumulate chains on registers, from zero, and returns the sum of all accumulator
- * lanes, which is MACS * iters * a * b for constant operands a, b (tests/test_peak.py checks it;
- * it also keeps the compiler from dropping the work). MACs per iteration: the *_MACS constants. */
+ * multiply-accumulate chains on registers and returns the sum of all accumulator lanes, which
+ * grows by MACS * a * b per iteration for constant operands a, b (tests/test_peak.py checks it;
+ * it also keeps the compiler from dropping the work). MACs per iteration: the *_MACS constants.
+ * Accumulator j starts at j: chains that start equal are computed once by the compiler. */
 #include <stdint.h>
 
 #define ACC 12 /* independent accumulators: more than latency x throughput of any unit here */
@@ -24,7 +25,7 @@ const int AVX2_F32_MACS = ACC * 8;
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 int64_t vnni_u8s8(int64_t iters, const uint8_t *a, const int8_t *b) {
     __m512i va = _mm512_loadu_si512(a), vb = _mm512_loadu_si512(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_si512();
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_set1_epi32(j);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++)
             __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[j]) : "v"(va), "v"(vb));
@@ -37,7 +38,7 @@ __attribute__((target("avx2")))
 int64_t avx2_u8s8(int64_t iters, const uint8_t *a, const int8_t *b) {
     __m256i va = _mm256_loadu_si256((const __m256i *)a), vb = _mm256_loadu_si256((const __m256i *)b);
     __m256i ones = _mm256_set1_epi16(1), acc[ACC8];
-    UNROLLED for (int j = 0; j < ACC8; j++) acc[j] = _mm256_setzero_si256();
+    UNROLLED for (int j = 0; j < ACC8; j++) acc[j] = _mm256_set1_epi32(j);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC8; j++) {
             __m256i t;
@@ -59,7 +60,7 @@ int64_t avx2_u8s8(int64_t iters, const uint8_t *a, const int8_t *b) {
 __attribute__((target("avx512f")))
 int64_t avx512_f32(int64_t iters, const float *a, const float *b) {
     __m512 va = _mm512_loadu_ps(a), vb = _mm512_loadu_ps(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_ps();
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_set1_ps((float)j);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm512_fmadd_ps(va, vb, acc[j]);
     __m512 s = acc[0];
@@ -70,7 +71,7 @@ int64_t avx512_f32(int64_t iters, const float *a, const float *b) {
 __attribute__((target("avx2,fma")))
 int64_t avx2_f32(int64_t iters, const float *a, const float *b) {
     __m256 va = _mm256_loadu_ps(a), vb = _mm256_loadu_ps(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm256_setzero_ps();
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm256_set1_ps((float)j);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = _mm256_fmadd_ps(va, vb, acc[j]);
     __m256 s = acc[0];
@@ -93,7 +94,7 @@ __attribute__((target("arch=armv8.2-a+dotprod")))
 int64_t sdot_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
     int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
     int32x4_t acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(0);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(j);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdotq_s32(acc[j], va, vb);
     int32x4_t s = acc[0];
@@ -104,7 +105,7 @@ int64_t sdot_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
 int64_t smull_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
     int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
     int32x4_t acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(0);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_s32(j);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) {
             OPAQUE(va, "w");
@@ -118,7 +119,7 @@ int64_t smull_s8s8(int64_t iters, const int8_t *a, const int8_t *b) {
 
 int64_t neon_f32(int64_t iters, const float *a, const float *b) {
     float32x4_t va = vld1q_f32(a), vb = vld1q_f32(b), acc[ACC];
-    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_f32(0.0f);
+    UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vdupq_n_f32((float)j);
     for (int64_t i = 0; i < iters; i++)
         UNROLLED for (int j = 0; j < ACC; j++) acc[j] = vfmaq_f32(acc[j], va, vb);
     float32x4_t s = acc[0];

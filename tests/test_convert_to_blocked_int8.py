@@ -10,6 +10,7 @@ end-to-end tests check).
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -219,3 +220,44 @@ def test_bundled_int16_classifier_is_exact(entry):
     noisy = (x[64:68].astype(np.int16) + noise).astype(np.int16)
     got = _run(build(mod, "host", require_integer_only=True), noisy)
     np.testing.assert_array_equal(got, interpret(mod, noisy))
+
+
+def _conv_kernels_asm(executable) -> dict[str, str]:
+    """Assembly of each fused conv kernel's body (the ``*_compute_`` function), by name."""
+    funcs: dict[str, list[str]] = {}
+    current = None
+    for line in executable.mod.imports[0].inspect_source("asm").splitlines():
+        match = re.match(r"^([A-Za-z_][\w.]*):", line)
+        if match:
+            current = match.group(1)
+            funcs.setdefault(current, [])
+        elif current is not None:
+            funcs[current].append(line)
+    return {
+        name: "\n".join(body)
+        for name, body in funcs.items()
+        if name.startswith("fused_conv") and name.endswith("_compute_")
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "mnemonic", "first_layer"),
+    [
+        ("x86-vnni", "vpdpbusd", "vpmaddwd"),
+        ("x86-avx2", "vpmaddubsw", "vpmaddwd"),
+        ("rpi5", "sdot", None),
+        ("rpi4", "smull", None),
+    ],
+)
+def test_default_build_tensorizes_every_conv(quantized, target, mnemonic, first_layer):
+    """Cross-compiled (no hardware needed): in the default build every 8-bit conv kernel holds
+    the target's dot-product instruction, and the int16 first layer vpmaddwd on x86."""
+    kernels = _conv_kernels_asm(build(quantized["residual"], target))
+    assert len(kernels) == 6, list(kernels)  # the first (int16) conv and five 8-bit ones
+    first = [name for name in kernels if name.startswith("fused_conv_blocked_add_add")]
+    assert len(first) == 1, list(kernels)
+    for name, asm in kernels.items():
+        if name in first:
+            assert first_layer is None or first_layer in asm, name
+        else:
+            assert mnemonic in asm, name

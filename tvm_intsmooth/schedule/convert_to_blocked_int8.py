@@ -234,6 +234,9 @@ class _BlockedRewriter(relax.PyExprMutator):
         lo, hi = self._range(data)
         fan_in = int(np.prod(weight.shape[1:]))
         data_is_blocked = isinstance(data, relax.Var) and data in self.blocked
+        if not data_is_blocked and str(data.ty.dtype) in ("int8", "uint8") and cin_per_group > 4:
+            self._as_blocked(data)  # 8-bit activations (e.g. after pooling): blocked by 16
+            data_is_blocked = True
         if depthwise:
             x = self._as_blocked(data)
             self._check_accumulator(name, fan_in, max(-lo, hi))

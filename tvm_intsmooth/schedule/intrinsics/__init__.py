@@ -12,6 +12,13 @@ Importing this package registers (``tvm.s_tir.TensorIntrin.register``):
 
 Use :func:`tensor_intrin_for` to pick one for a target, and :func:`tensorize_blocked_conv` for the
 fixed untuned schedule of a blocked conv that tensorizes with it.
+
+MetaSchedule: importing this package also registers our VNNI intrinsic under TVM's own name
+``dot_16x4_vnni``, which the x86 "from-target" schedule rules look up (TVM's own one fails to
+build with LLVM 22, so every tensorized candidate failed). TVM's x86 and arm_cpu intrinsic modules
+are loaded on their own first (:mod:`.stock`), so a later ``import tvm.s_tir.tensor_intrin``
+(TuneContext does one) does not register TVM's version over ours. TVM has no rule for AVX2 int8:
+tune with ``MultiLevelTilingWithIntrin(intrin_name=tensor_intrin_for("x86-avx2").name, ...)``.
 """
 
 from . import arm, x86

@@ -8,7 +8,7 @@ and ARM.
   int16 products, exact: |product| <= 2^14), ``saddlp`` (pairs -> int32) and ``addp``. Exact.
 - ``intsmooth_dot_4x4_u8i8i32_sdot`` / ``..._neon``: the same instructions with a uint8 data
   operand, reinterpreted as int8. Exact if and only if every data byte is at most 127 (then the
-  byte means the same in both types), which post-ReLU activations are (DESIGN.md section 3).
+  byte means the same in both types), which post-ReLU activations are (docs/integer_only.md).
 
 The 16 output lanes of the blocked layout are 4 calls (weights ``[.., 16, 4]`` split into four
 contiguous 4 x 4 blocks). Loading this module registers all four.

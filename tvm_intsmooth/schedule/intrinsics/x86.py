@@ -14,7 +14,7 @@ shape of ``topi.nn.conv2d_NCHWc_int8`` (weights ``[K/16, C/cb, KH, KW, cb/R, 16,
   products, adjacent pairs summed into int16 WITH SATURATION) then ``vpmaddwd`` by ones (int16 pairs
   summed into int32), added to the accumulator. Exact if and only if no pair sum leaves int16:
   guaranteed when every uint8 operand is at most 127 (2 * 127 * 128 = 32,512 < 32,767), which the
-  integer-only contract gives for post-ReLU inputs (DESIGN.md section 3). A data byte of 255 can
+  integer-only contract gives for post-ReLU inputs (docs/integer_only.md). A data byte of 255 can
   saturate (255 * 127 * 2 = 64,770), so shifted (0..255) inputs must not use it.
 - ``intsmooth_dot_16x2_i16i8i32_avx512`` / ``..._avx2``: int16 data x int8 weights (sign-extended
   to int16), ``vpmaddwd``: products of two int16 summed into int32, exact for int8 weights
