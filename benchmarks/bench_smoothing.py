@@ -66,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     p.add_argument("--calibration", type=int, default=32, help="calibration images (default 32)")
     p.add_argument(
+        "--calib",
+        metavar="DATA",
+        help="calibrate on the training split of DATA (500 images), as `intsmooth compile "
+        "--calib DATA` does, instead of the first --calibration bundled test images (the "
+        "tuned database's key can depend on the calibration: use the data it was tuned with)",
+    )
+    p.add_argument(
         "--ort-int8-format",
         choices=("qdq", "qoperator"),
         default="qdq",
@@ -327,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         shape = bench_common.onnx_input_shape(model)
         images = bench_common.load_images(shape)
         calib, image = images[: args.calibration], images[-1]
+        if args.calib:
+            from tvm_intsmooth.data import load_dataset
+
+            calib, _ = load_dataset(args.calib, split="train", max_count=500)
         from tvm_intsmooth.smoothing.api import smooth
 
         smoothed = smooth(model, calib, args.sigma, batch=args.batch)

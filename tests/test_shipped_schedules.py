@@ -1,8 +1,9 @@
 """The shipped tuned databases (schedules/<target>/<key>/) still match the bundled models.
 
 Each database's info.json records the `intsmooth tune` command that made it; compiling that model
-today (any calibration images: they do not change the key) must give the database's key, and the
-database must be the one the build finds for the target without flags. A change to the graph
+today as the command does must give the database's key, and the database must be the one the
+build finds for the target without flags. (The key also holds each blocked conv's data bound,
+``intsmooth.data_max``, which comes from calibration and sigma.) A change to the graph
 (layout, fusion) that orphans a database fails here instead of silently building untuned.
 """
 
@@ -12,9 +13,9 @@ import json
 import shlex
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tvm_intsmooth.data import load_dataset
 from tvm_intsmooth.importer import import_onnx
 from tvm_intsmooth.schedule.database import (
     find_database,
@@ -48,8 +49,9 @@ def test_shipped_database_matches_its_bundled_model(info_path, monkeypatch):
     batch = int(_option(words, "--batch", "100"))
     spec = resolve_target(target)
     imported = import_onnx(model)
-    calib = np.random.default_rng(0).integers(0, 256, (8, *imported.input_shape), np.uint8)
-    fused = fused_module(smooth(imported, calib, 0.25, batch=batch).mod, spec)
+    calib, _ = load_dataset(_option(words, "--calib", ""), split="train", max_count=500)
+    sigma = float(_option(words, "--sigma", "0.25"))
+    fused = fused_module(smooth(imported, calib, sigma, batch=batch).mod, spec)
     key = workload_key(fused)
     assert key == info["key"] == info_path.parent.name
     assert info_path.parent.parent == schedules_dir() / spec.resolved_name
