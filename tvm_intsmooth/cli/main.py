@@ -7,9 +7,27 @@ import os
 import sys
 
 from ..errors import IntSmoothError
-from . import certify_cmd, compile_cmd, demo_cmd, predict_cmd, quantize_cmd, report_cmd
+from . import (
+    bench_cmd,
+    certify_cmd,
+    compile_cmd,
+    demo_cmd,
+    emulate_pi_cmd,
+    predict_cmd,
+    quantize_cmd,
+    report_cmd,
+)
 
-COMMANDS = [demo_cmd, quantize_cmd, compile_cmd, certify_cmd, predict_cmd, report_cmd]
+COMMANDS = [
+    demo_cmd,
+    quantize_cmd,
+    compile_cmd,
+    certify_cmd,
+    predict_cmd,
+    report_cmd,
+    bench_cmd,
+    emulate_pi_cmd,
+]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -55,8 +55,9 @@ def save_artifact(smoothed, path: str | os.PathLike, target="host") -> Path:
 class SmoothedClassifier:
     """Counts the votes of a smoothed classifier over any number of noisy samples."""
 
-    def __init__(self, vm: relax.VirtualMachine, meta: dict):
+    def __init__(self, vm: relax.VirtualMachine, meta: dict, device=None):
         self.vm = vm
+        self.device = tvm.cpu() if device is None else device  # remote for an RPC session's VM
         self.meta = meta
         self.input_shape = tuple(meta["input_shape"])
         self.num_classes = int(meta["num_classes"])
@@ -65,8 +66,9 @@ class SmoothedClassifier:
         self.tv_bound = float(meta["tv_bound"])
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SmoothedClassifier:
-        """Load an artifact folder written by :func:`save_artifact` (for this machine)."""
+    def load(cls, path: str | os.PathLike, session=None) -> SmoothedClassifier:
+        """Load an artifact folder written by :func:`save_artifact`, on this machine or, with a
+        TVM ``RPCSession``, on that session's device (its library is uploaded there)."""
         path = Path(path)
         if not (path / "meta.json").is_file():
             raise IntSmoothError(
@@ -75,8 +77,12 @@ class SmoothedClassifier:
             )
         try:
             meta = json.loads((path / "meta.json").read_text())
-            vm = load(path / "model.so")
-            return cls(vm, meta)
+            if session is None:
+                return cls(load(path / "model.so"), meta)
+            from ..remote.session import load_remote_vm
+
+            vm, device = load_remote_vm(session, path / "model.so")
+            return cls(vm, meta, device)
         except (ValueError, KeyError, TypeError) as err:
             raise IntSmoothError(
                 f"artifact {path}: meta.json is unreadable or incomplete ({err!r}); write the "
@@ -102,6 +108,21 @@ class SmoothedClassifier:
             raise DataError(f"pixel values {x.min()}..{x.max()} outside 0..255")
         return np.ascontiguousarray(x.reshape(1, *self.input_shape).astype(np.uint8))
 
+    def tensor(self, array: np.ndarray) -> tvm.runtime.Tensor:
+        """``array`` copied to the classifier's device (this machine's CPU or the RPC device)."""
+        return tvm.runtime.tensor(array, device=self.device)
+
+    def batch_inputs(self, pixels, seed: int, stream: int, offset: int, valid: int) -> tuple:
+        """The arguments of ``main`` for samples offset..offset+valid-1 of ``stream``: the
+        pixels (a tensor from :meth:`tensor`), the seed, the Philox counter and the count."""
+        counter = np.array([stream & 0xFFFFFFFF, stream >> 32, offset], np.int64)
+        return (
+            pixels,
+            self.tensor(np.array([seed & 0xFFFFFFFF, seed >> 32], np.int64)),
+            self.tensor(counter),
+            self.tensor(np.array([valid], np.int64)),
+        )
+
     def counts(
         self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
     ) -> np.ndarray:
@@ -110,7 +131,7 @@ class SmoothedClassifier:
         Batches use disjoint counter ranges, so the counts depend only on (model, x, n, seed,
         stream), not on the batch size or the thread count; memory does not grow with n.
         """
-        pixels = tvm.runtime.tensor(self.check_image(x))
+        pixels = self.tensor(self.check_image(x))
         # Every batch's counter range must end at or below 2^32 (the sampler asserts it).
         max_n = MAX_SAMPLES - MAX_SAMPLES % self.batch
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= max_n:
@@ -119,19 +140,12 @@ class SmoothedClassifier:
                 f"2^32 in batches of {self.batch}), got {n!r}; split larger runs over streams"
             )
         seed, stream = _check_u64(seed, "seed"), _check_u64(stream, "stream")
-        seed_t = tvm.runtime.tensor(np.array([seed & 0xFFFFFFFF, seed >> 32], np.int64))
         total = np.zeros(self.num_classes, np.int64)
         show = n >= 20 * self.batch if progress is None else progress
         with tqdm(total=n, disable=not show, unit="sample", leave=False) as bar:
             for offset in range(0, n, self.batch):
-                counter = np.array([stream & 0xFFFFFFFF, stream >> 32, offset], np.int64)
                 valid = min(self.batch, n - offset)
-                votes = self.vm["main"](
-                    pixels,
-                    seed_t,
-                    tvm.runtime.tensor(counter),
-                    tvm.runtime.tensor(np.array([valid], np.int64)),
-                )
+                votes = self.vm["main"](*self.batch_inputs(pixels, seed, stream, offset, valid))
                 total += votes.numpy()
                 bar.update(valid)
         return total
