@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def tvm_int_runner(model: Path, calib: np.ndarray, image: np.ndarray, args) -> Runner:
     from tvm_intsmooth.runtime import SmoothedClassifier
-    from tvm_intsmooth.smooth.api import smooth
+    from tvm_intsmooth.smoothing.api import smooth
 
     classifier = SmoothedClassifier.from_model(smooth(model, calib, args.sigma, batch=args.batch))
     return lambda n, seed: classifier.counts(image, n, seed=seed, progress=False)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     from tvm import relax
 
     from tvm_intsmooth.schedule import build
-    from tvm_intsmooth.smooth.api import smooth
+    from tvm_intsmooth.smoothing.api import smooth
 
     with tempfile.TemporaryDirectory() as workdir:
         model, description = resolve_model(args.model, Path(workdir))

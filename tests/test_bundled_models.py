@@ -15,8 +15,8 @@ from tvm_intsmooth.importer import import_onnx
 from tvm_intsmooth.quantize import quantize_static
 from tvm_intsmooth.reference import interpret
 from tvm_intsmooth.runtime import CompiledClassifier, float_inputs
-from tvm_intsmooth.smooth.api import smooth
-from tvm_intsmooth.smooth.noise_sampler import sample_noise_numpy
+from tvm_intsmooth.smoothing.api import smooth
+from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 
 MANIFEST = json.loads((ASSETS / "models" / "manifest.json").read_text())["models"]
 DATA = {(1, 28, 28): "fashion_mnist_test500.npz", (3, 32, 32): "fashion_mnist32_test500.npz"}

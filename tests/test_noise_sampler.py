@@ -15,7 +15,7 @@ from tvm.tirx.script import builder as T
 from tvm_intsmooth.analysis import check_integer_only
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule import lower
-from tvm_intsmooth.smooth.noise_sampler import (
+from tvm_intsmooth.smoothing.noise_sampler import (
     _emit_lookup,
     _search_table,
     noise_call_args,
@@ -23,7 +23,7 @@ from tvm_intsmooth.smooth.noise_sampler import (
     sample_noise_numpy,
     split_words,
 )
-from tvm_intsmooth.smooth.noise_table import rounded_gaussian_table
+from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
 
 TARGET = tvm.target.Target({"kind": "llvm", "num-cores": 2})
 BATCH, COORDS = 64, 3 * 32 * 32 + 1  # odd: a partial Philox block at the end of every sample

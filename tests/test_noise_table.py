@@ -10,7 +10,7 @@ import pytest
 from scipy import special, stats
 
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.smooth.noise_table import (
+from tvm_intsmooth.smoothing.noise_table import (
     NoiseTable,
     normal_upper_tail,
     rounded_gaussian_table,

@@ -13,7 +13,7 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script import builder as T
 
-from tvm_intsmooth.smooth.philox import (
+from tvm_intsmooth.smoothing.philox import (
     PHILOX_M0,
     PHILOX_M1,
     PHILOX_W0,

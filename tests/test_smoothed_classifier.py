@@ -23,10 +23,10 @@ from tvm_intsmooth.errors import DataError, IntSmoothError
 from tvm_intsmooth.importer import import_onnx
 from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
 from tvm_intsmooth.schedule import lower
-from tvm_intsmooth.smooth.api import CALIBRATION_SEED, noisy_calibration, smooth
-from tvm_intsmooth.smooth.noise_sampler import sample_noise_numpy
-from tvm_intsmooth.smooth.noise_table import rounded_gaussian_table
-from tvm_intsmooth.smooth.reference import reference_counts
+from tvm_intsmooth.smoothing.api import CALIBRATION_SEED, noisy_calibration, smooth
+from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
+from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
+from tvm_intsmooth.smoothing.reference import reference_counts
 
 SIGMA = 0.5  # large enough that the votes spread over several classes
 SHAPE = (1, 12, 12)

@@ -8,9 +8,9 @@ from pathlib import Path
 import tvm
 
 from .errors import IntSmoothError
-from .smooth.count_votes import CountVotes
-from .smooth.inject_integer_noise import InjectIntegerNoise
-from .smooth.noise_table import NoiseTable
+from .smoothing.count_votes import CountVotes
+from .smoothing.inject_integer_noise import InjectIntegerNoise
+from .smoothing.noise_table import NoiseTable
 
 PIPELINES = ("intsmooth_smoothing",)
 

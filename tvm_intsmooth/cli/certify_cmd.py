@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..certify import ResultRow, ResultsWriter, certify, sidecar_path
+    from ..certify import ResultRow, ResultsWriter, sidecar_path
 
     clf = load_classifier(args.artifact, args.use_float)
     x, y = load_data(args, clf.input_shape)
@@ -78,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
         for i in tqdm(todo, desc="certify", unit="image"):
             idx = i * args.skip  # the dataset index, as the reference scripts number rows
             start = time.monotonic()
-            selection = clf.counts(x[i], args.n0, seed, 2 * idx)
-            estimation = clf.counts(x[i], args.n, seed, 2 * idx + 1)
-            cert = certify(selection, estimation, clf.sigma, args.alpha, clf.tv_bound)
+            cert = clf.certify(x[i], args.n0, args.n, args.alpha, index=idx, seed=seed)
             writer.write(ResultRow.from_certificate(idx, int(y[i]), cert, time.monotonic() - start))
     print(f"wrote {args.output} (seed {seed})")
     return 0

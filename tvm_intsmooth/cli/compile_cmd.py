@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..importer import import_onnx
     from ..quantize import check_images
     from ..runtime import save_artifact
-    from ..smooth.api import smooth
+    from ..smoothing.api import smooth
 
     if not args.sigma > 0:
         raise IntSmoothError(f"--sigma must be > 0, got {args.sigma}")

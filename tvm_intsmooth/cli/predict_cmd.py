@@ -16,7 +16,6 @@ from .common import (
 )
 
 HELP = "predict with a smoothed classifier (abstaining when the vote is not significant)"
-PREDICT_STREAM_BASE = 2**63  # streams apart from certify's 2*idx and 2*idx + 1
 
 
 def add_parser(sub) -> None:
@@ -39,14 +38,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..certify import ABSTAIN, predict
+    from ..certify import ABSTAIN
 
     clf = load_classifier(args.artifact, args.use_float)
     x, y = load_data(args, clf.input_shape)
     seed = fresh_seed() if args.seed is None else args.seed
     preds = np.array(
         [
-            predict(clf.counts(x[i], args.n, seed, PREDICT_STREAM_BASE + i * args.skip), args.alpha)
+            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed)
             for i in tqdm(range(len(x)), desc="predict", unit="image")
         ]
     )

@@ -16,12 +16,14 @@ import onnx
 
 from ..errors import IntSmoothError
 from ..importer import import_onnx
-from ..smooth.inject_integer_noise import CLIP_POLICIES
+from ..smoothing.inject_integer_noise import CLIP_POLICIES
+from .cohen_procedures import CohenProcedures
 from .smoothed_classifier import SmoothedClassifier, _check_u64
 
 
-class FloatSmoothedClassifier:
-    """Vote counts of the float model under continuous Gaussian noise (onnxruntime)."""
+class FloatSmoothedClassifier(CohenProcedures):
+    """The float model under continuous Gaussian noise (onnxruntime): vote counts, CERTIFY and
+    PREDICT on the same streams as the integer :class:`SmoothedClassifier`."""
 
     tv_bound = 0.0
 

@@ -21,6 +21,7 @@ from tvm import relax
 
 from ..errors import DataError, IntSmoothError
 from ..schedule import build, export, load, resolve_target
+from .cohen_procedures import CohenProcedures
 
 MAX_SAMPLES = 2**32  # sample indices are one Philox counter word
 MAX_U64 = 2**64
@@ -52,8 +53,14 @@ def save_artifact(smoothed, path: str | os.PathLike, target="host") -> Path:
     return path
 
 
-class SmoothedClassifier:
-    """Counts the votes of a smoothed classifier over any number of noisy samples."""
+class SmoothedClassifier(CohenProcedures):
+    """A compiled integer smoothed classifier: vote counts, CERTIFY and PREDICT.
+
+    ``counts(x, n, seed, stream)`` counts the votes of n noisy samples of one stream;
+    ``certify(x, n0, n, alpha, index=, seed=)`` and ``predict(x, n, alpha, index=, seed=)`` run
+    Cohen et al.'s procedures on the streams of the image's dataset index (see
+    :mod:`tvm_intsmooth.runtime.cohen_procedures`).
+    """
 
     def __init__(self, vm: relax.VirtualMachine, meta: dict, device=None):
         self.vm = vm

@@ -27,8 +27,8 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script import builder as T
 
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.smooth.noise_table import NoiseTable
-from tvm_intsmooth.smooth.philox import WORD_MASK, emit_philox4x32, philox4x32
+from tvm_intsmooth.smoothing.noise_table import NoiseTable
+from tvm_intsmooth.smoothing.philox import WORD_MASK, emit_philox4x32, philox4x32
 
 MAX_SAMPLE_INDEX = 2**32  # sample indices are one 32-bit counter word
 _SENTINEL = 2**63 - 1  # never < V, since V <= 2^63 - 1
