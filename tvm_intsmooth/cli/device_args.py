@@ -44,3 +44,28 @@ def device_from_args(args: argparse.Namespace):
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     return Device.parse(args.rpc, args.tracker, args.key, timeout=timeout)
+
+
+def certifier_from_args(args: argparse.Namespace):
+    """A :class:`RemoteCertifier` when the options name a remote device, else None."""
+    import sys
+
+    from ..errors import IntSmoothError
+    from ..remote import RemoteCertifier
+
+    device = device_from_args(args)
+    if device.is_local:
+        if args.workers is not None:
+            raise IntSmoothError("--workers goes with --tracker HOST:PORT --key KEY")
+        return None
+    if getattr(args, "use_float", False):
+        raise IntSmoothError(
+            "--float certifies with onnxruntime on this machine: drop --rpc/--tracker"
+        )
+
+    def say(text: str) -> None:
+        print(f"intsmooth certify: {text}", file=sys.stderr, flush=True)
+
+    return RemoteCertifier(
+        args.artifact, device, workers=args.workers, timeout=device.timeout, say=say
+    )

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     mirror = args.mirror or DEBIAN_MIRROR
     if args.refresh:
         prepare(args.cache, mirror=mirror, refresh=True, progress=say)
+    key = args.key or ""
     pi = EmulatedPi(
-        args.port, tracker=tracker, key=args.key or "", cache=args.cache, mirror=mirror, progress=say
+        args.port, tracker=tracker, key=key, cache=args.cache, mirror=mirror, progress=say
     )
     return serve_emulated_pi(pi, say=lambda text: print(text, flush=True))

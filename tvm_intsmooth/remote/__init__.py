@@ -5,13 +5,14 @@
 - :class:`EmulatedPi` (emulated_pi.py): aarch64 Debian under qemu-user serving TVM RPC on
   127.0.0.1, from a cache prepared once (emulator_cache.py).
 - :func:`benchmark` (bench.py): TVM's time_evaluator on a device.
-- :func:`certify_remote` (remote_pool.py): certification sharded over the servers of a key.
+- :class:`RemoteCertifier` / :func:`certify_remote` (remote_pool.py): certification sharded
+  over the servers of a tracker key.
 """
 
 from .bench import BenchResult, benchmark
 from .emulated_pi import EmulatedPi
 from .emulator_cache import default_cache_dir, prepare
-from .remote_pool import CertifyJob, certify_remote
+from .remote_pool import CertifyJob, RemoteCertifier, certify_remote
 from .session import Device, device_report
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "CertifyJob",
     "Device",
     "EmulatedPi",
+    "RemoteCertifier",
     "benchmark",
     "certify_remote",
     "default_cache_dir",

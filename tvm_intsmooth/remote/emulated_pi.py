@@ -11,6 +11,7 @@ speed of emulated code means nothing; its results are exactly those of a real aa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 from ..errors import IntSmoothError
 from .emulator_cache import DEBIAN_MIRROR, EmulatorRoot, Progress, prepare
 from .session import check_tracker
+
 LISTENER_SCRIPT = str(Path(__file__).with_name("rpc_listener.py"))
 
 START_TIMEOUT = 300.0  # `import tvm` alone takes 12-40 s under emulation on a busy machine
@@ -144,10 +146,8 @@ class EmulatedPi:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the whole server process group (tests use it to simulate failures)."""
         if self.proc is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, grace: float = 5.0) -> None:
         """End the server and every process it started (SIGTERM, then SIGKILL)."""
@@ -155,10 +155,8 @@ class EmulatedPi:
             return
         self.kill(signal.SIGCONT)  # a stopped group cannot act on SIGTERM
         self.kill(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill(signal.SIGKILL)  # forked session children too, even when the leader is gone
         self.proc.wait()
         self.proc = None

@@ -14,6 +14,8 @@ workers.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import multiprocessing
 import time
 import traceback
@@ -100,18 +102,17 @@ class _Worker:
         self.deadline = time.monotonic() + timeout  # to connect and load the artifact
         self.ready = False
         self.name = f"worker {number}"
-        self.job: int | None = None
+        self.job: int | None = None  # position in the job list
+        self.job_index: int | None = None  # its dataset index
 
     def assign(self, position: int, job: CertifyJob) -> None:
         self.conn.send(job)
-        self.job = position
+        self.job, self.job_index = position, job.index
         self.deadline = time.monotonic() + self.timeout
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.conn.send(None)
-        except OSError:
-            pass
         self.proc.join(5)
         if self.proc.is_alive():
             self.proc.kill()
@@ -221,13 +222,70 @@ def _poll(w: _Worker) -> tuple[str, object] | None:
         if w.conn.poll():
             return w.conn.recv()
     except (EOFError, OSError):
-        pass
-    if not w.proc.is_alive() or w.conn.closed:
+        w.proc.join(1)
+        return ("exited", f"its worker process ended (exit code {w.proc.exitcode})")
+    if not w.proc.is_alive():
         return ("exited", f"its worker process ended (exit code {w.proc.exitcode})")
     if time.monotonic() > w.deadline:
-        what = f"image {w.job}" if w.ready else "connecting and loading the artifact"
+        what = f"image {w.job_index}" if w.ready else "connecting and loading the artifact"
         return ("timeout", f"no answer within {w.timeout:.0f} s ({what})")
     return None
+
+
+class RemoteCertifier:
+    """An artifact certified on remote devices: ``certify_many`` shards images over sessions.
+
+    Has the attributes of a :class:`SmoothedClassifier` that describe it (``meta``,
+    ``input_shape``, ``sigma``, ``tv_bound``, ``batch``); its VMs live in the worker processes.
+    """
+
+    def __init__(
+        self,
+        artifact: str | Path,
+        device: Device,
+        *,
+        workers: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        say: Callable[[str], None] | None = None,
+    ):
+        self.artifact = Path(artifact)
+        meta_path = self.artifact / "meta.json"
+        if not meta_path.is_file():
+            raise IntSmoothError(
+                f"artifact {self.artifact}: not found (expected a folder written by "
+                "`intsmooth compile`, with meta.json and model.so)"
+            )
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            self.input_shape = tuple(self.meta["input_shape"])
+            self.sigma = float(self.meta["sigma"])
+            self.tv_bound = float(self.meta["tv_bound"])
+            self.batch = int(self.meta["batch"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise IntSmoothError(
+                f"artifact {self.artifact}: meta.json is unreadable or incomplete ({err!r})"
+            ) from None
+        self.device = device
+        self.workers = workers
+        self.timeout = timeout
+        self.say = say
+
+    def certify_many(
+        self, jobs: Sequence[CertifyJob], n0: int, n: int, alpha: float, *, seed: int
+    ) -> Iterator[tuple[int, object, float]]:
+        """CERTIFY of every job on the device: ``(index, Certificate, seconds)`` in job order."""
+        return certify_remote(
+            self.artifact,
+            self.device,
+            jobs,
+            n0=n0,
+            n=n,
+            alpha=alpha,
+            seed=seed,
+            workers=self.workers,
+            timeout=self.timeout,
+            say=self.say,
+        )
 
 
 def _server_name(report: dict, number: int) -> str:

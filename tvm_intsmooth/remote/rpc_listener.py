@@ -94,6 +94,23 @@ def _wait_registered(tracker: tuple[str, int], key: str, port: int, timeout: flo
         session.close()
 
 
+def _survive_session_crashes(server_module) -> None:
+    """TVM's listening loop ends when a session's child process dies of a signal (a library
+    that crashes): keep listening instead, as a board's server should."""
+    stock = server_module._serving
+
+    def serving(sock, addr, *args):
+        cwd = os.getcwd()
+        try:
+            stock(sock, addr, *args)
+        except RuntimeError as err:
+            print(f"rpc_listener: the session of {addr} ended abnormally: {err}", file=sys.stderr)
+            os.chdir(cwd)
+            sock.close()
+
+    server_module._serving = serving
+
+
 def serve(
     host: str, port: int, tracker: tuple[str, int] | None, key: str, emulator: str | None
 ) -> None:
@@ -101,6 +118,7 @@ def serve(
     import multiprocessing
 
     import tvm_ffi
+    from tvm.rpc import server as server_module
     from tvm.rpc.server import PopenRPCServerState
 
     report = device_report(emulator)
@@ -113,6 +131,7 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    _survive_session_crashes(server_module)
     state = PopenRPCServerState(host, port, port + 1, tracker_addr=tracker, key=key, silent=True)
     if tracker is not None:
         _wait_registered(tracker, key, port, timeout=60)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import IntSmoothError
 from .rpc_listener import REPORT_FUNCTION
+
 CONNECT_TIMEOUT = 60.0
 # ELF e_machine values of the architectures TVM targets on CPUs.
 ELF_MACHINES = {0x03: "i686", 0x28: "arm", 0x3E: "x86_64", 0xB7: "aarch64", 0xF3: "riscv64"}
@@ -234,7 +236,8 @@ def load_remote_vm(session, library: str | Path, where: str = "the RPC device"):
     device_arch = report.get("machine", "unknown")
     if device_arch != "unknown" and device_arch != built_for:
         raise _arch_error(library, built_for, report, where)
-    name = f"intsmooth-{library.stat().st_size}-{library.name}"
+    # A fresh name per upload: overwriting a library that the session has loaded crashes it.
+    name = f"intsmooth-{uuid.uuid4().hex}.so"
     try:
         session.upload(str(library), name)
         remote_lib = session.load_module(name)
