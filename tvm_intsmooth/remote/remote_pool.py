@@ -31,6 +31,7 @@ from ..errors import IntSmoothError
 from .session import Device
 
 DEFAULT_TIMEOUT = 600.0
+SPAWN_TIMEOUT = 300.0  # a new worker process imports TVM: slow on a busy machine
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def _worker_main(conn, device: Device, artifact: str, options: dict) -> None:
     from ..runtime import SmoothedClassifier
     from .session import device_report
 
+    conn.send(("started", None))  # imports done: the timeout counts from here
     try:
         session = device.open()
     except Exception as err:
@@ -99,7 +101,7 @@ class _Worker:
         self.proc.start()
         child.close()
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout  # to connect and load the artifact
+        self.deadline = time.monotonic() + max(timeout, SPAWN_TIMEOUT)  # to import TVM
         self.ready = False
         self.name = f"worker {number}"
         self.job: int | None = None  # position in the job list
@@ -188,7 +190,9 @@ def certify_remote(
                 if outcome is None:
                     continue
                 kind, value = outcome
-                if kind == "ready":
+                if kind == "started":  # now connecting and loading the artifact
+                    w.deadline = time.monotonic() + w.timeout
+                elif kind == "ready":
                     w.ready, w.name = True, _server_name(value, w.number)
                 elif kind == "done":
                     finished[w.job] = value
