@@ -237,6 +237,18 @@ def ort_qdq_model(make, shape: tuple[int, ...], folder) -> onnx.ModelProto:
     return onnx.load(dst)
 
 
+def signed_input_model() -> onnx.ModelProto:
+    """Convolutions whose inputs can be negative (no ReLU between them), channel counts that are
+    not multiples of 16, and a depthwise conv of a signed input."""
+    g = GraphBuilder((3, 9, 9), seed=5)
+    x = g.normalize("input", [0.5, 0.5, 0.5], [0.3, 0.3, 0.3])
+    x = g.batch_norm(g.conv(x, 20, bias=False))
+    x = g.conv(x, 12, stride=2)
+    x = g.relu(g.conv(x, 12, group=12))
+    x = g.conv(x, 7, k=1, pad=0)
+    return g.build(g.gemm(g.flatten(x), 4))
+
+
 TEST_MODELS = {
     "conv": conv_model,
     "depthwise": depthwise_model,

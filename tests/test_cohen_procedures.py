@@ -48,7 +48,7 @@ def images():
 def test_stream_rules():
     assert [selection_stream(i) for i in (0, 1, 7)] == [0, 2, 14]
     assert [estimation_stream(i) for i in (0, 1, 7)] == [1, 3, 15]
-    assert predict_stream(0) == 2**63 and predict_stream(2**63 - 1) == 2**64 - 1
+    assert predict_stream(0) == 2**63 and predict_stream(2**62 - 1) == 2**63 + 2**62 - 1
     assert estimation_stream(2**62 - 1) == 2**63 - 1  # the last certify stream, below 2^63
 
 
@@ -57,7 +57,7 @@ def test_stream_rules():
     [
         (selection_stream, 2**62),
         (estimation_stream, -1),
-        (predict_stream, 2**63),
+        (predict_stream, 2**62),
         (predict_stream, 1.0),
         (selection_stream, True),
     ],
@@ -99,14 +99,16 @@ def test_seed_is_required(classifier, images):
         classifier.certify(images[0], 10, 10, 0.01)
 
 
-def test_cli_rows_are_the_classifier_certificates(smoothed, classifier, images, tmp_path):
+def test_cli_rows_are_the_classifier_certificates(smoothed, classifier, images, tmp_path, capfd):
     """`intsmooth certify --skip 2` numbers rows by dataset index and certifies through
     SmoothedClassifier.certify: the same seed gives the same nA and prediction."""
     artifact = save_artifact(smoothed, tmp_path / "art")
     save_npz(tmp_path / "data.npz", images, np.arange(len(images)))
     args = ["--data", tmp_path / "data.npz", "--skip", "2", "--n0", "20", "--n", "60"]
     out = tmp_path / "rows.tsv"
-    assert main(["certify", str(artifact), *map(str, args), "--seed", "77", "-o", str(out)]) == 0
+    argv = ["certify", str(artifact), *map(str, args), "--seed", "77", "-o", str(out), "-q"]
+    assert main(argv) == 0
+    assert "certify:" not in capfd.readouterr().err  # -q: no progress bar
     rows = read_results(out).rows
     assert [r.idx for r in rows] == [0, 2]
     for row in rows:

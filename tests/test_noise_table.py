@@ -147,7 +147,7 @@ def test_k_grows_with_sigma_and_bits(tables):
 
 
 def test_tv_bound_sizes_of_design_notes(tables):
-    """DESIGN.md 4: negligible at b = 64, about 1e-4 for CIFAR-sized inputs at b = 32."""
+    """docs/soundness.md 3: negligible at b = 64, about 1e-4 for CIFAR-sized inputs at b = 32."""
     assert tables[(0.25, 32)].tv_bound(3 * 32 * 32) == pytest.approx(1.5e-4, rel=0.1)
     assert tables[(0.25, 64)].tv_bound(3 * 32 * 32) < 1e-12
     per = tables[(0.25, 32)].tv_per_coordinate()
@@ -205,3 +205,31 @@ def test_bad_tables_and_coordinate_counts_raise(tables):
             rounding_error=table.rounding_error,
             left_cdf=table.left_cdf,
         )
+
+
+def test_far_upper_tail_matches_mpmath():
+    """From x = 20 on the asymptotic series is used; it keeps 45 digits where the Taylor series
+    would need x^2 / 4.6 digits (and hang)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 70
+    for x in [Fraction(20), Fraction(41, 2), Fraction(37), Fraction(100), Fraction(588)]:
+        exact = mpmath.ncdf(-mpmath.mpf(x.numerator) / x.denominator)
+        assert abs(mpmath.mpf(str(normal_upper_tail(x))) / exact - 1) < mpmath.mpf(10) ** -45
+
+
+def test_tiny_sigma_builds_quickly():
+    """sigma 1e-5 (x = 196 per half step) used to hang in the Taylor series of Phi."""
+    import signal
+
+    def too_slow(*_):
+        raise TimeoutError("rounded_gaussian_table(1e-5) took more than 20 s")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        table = rounded_gaussian_table(1e-5)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert table.K == 1 and table.thresholds == (0, 2**64)  # the noise is always 0
+    assert table.tv_per_coordinate() < 1e-40

@@ -86,3 +86,33 @@ def test_several_inputs():
     model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1]))
     with pytest.raises(UnsupportedModelError, match="2 data inputs"):
         import_onnx(model)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_initializer_is_refused(bad):
+    """NaN/inf weights used to compile (and the float reference then "certified" class 0)."""
+    g = GraphBuilder((1, 4, 4))
+    out = g.gemm(g.flatten("input"), 3)
+    model = g.build(out)
+    weight = next(i for i in model.graph.initializer if i.name.startswith("w"))
+    values = onnx.numpy_helper.to_array(weight).copy()
+    values[1, 2] = bad
+    weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+    with pytest.raises(UnsupportedModelError, match=f"'{weight.name}' \\(1 of 48 values\\)"):
+        import_onnx(model)
+
+
+def test_non_finite_constant_node_is_refused():
+    g = GraphBuilder((1, 4, 4))
+    x = g.flatten("input")
+    bias = np.array([0.0, np.nan], np.float32)
+    g.nodes.append(
+        helper.make_node(
+            "Constant", [], ["nan_bias"], name="nan_bias", value=onnx.numpy_helper.from_array(bias)
+        )
+    )
+    weight = g.const(np.ones((16, 2), np.float32), "w")
+    y = g.node("MatMul", [x, weight], (2,))
+    model = g.build(g.node("Add", [y, "nan_bias"], (2,)))
+    with pytest.raises(UnsupportedModelError, match="nan_bias.*NaN or infinite"):
+        import_onnx(model)

@@ -23,7 +23,12 @@ from tvm_intsmooth.errors import DataError, IntSmoothError
 from tvm_intsmooth.importer import import_onnx
 from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
 from tvm_intsmooth.schedule import lower
-from tvm_intsmooth.smoothing.api import CALIBRATION_SEED, noisy_calibration, smooth
+from tvm_intsmooth.smoothing.api import (
+    CALIBRATION_SEED,
+    calibration_stream,
+    noisy_calibration,
+    smooth,
+)
 from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
 from tvm_intsmooth.smoothing.reference import reference_counts
@@ -102,14 +107,15 @@ def test_counts_equal_numpy_reference(
 @pytest.mark.parametrize("clip", ["none", "clip"])
 def test_noisy_calibration_is_the_deployed_noise(calibration, clip):
     """Calibration sees each image once, plus the rounded Gaussian the compiled sampler draws
-    (stream = batch number), clipped only under the "clip" policy; compiles are reproducible."""
+    (calibration streams), clipped only under the "clip" policy; compiles are reproducible."""
     table = rounded_gaussian_table(SIGMA)
     batches = list(noisy_calibration(calibration, SHAPE, table, clip, batch_size=24))
     assert [len(b) for b in batches] == [24, 24, 16]
     coords = int(np.prod(SHAPE))
     for number, batch in enumerate(batches):
         clean = calibration[24 * number : 24 * number + len(batch)]
-        noise = sample_noise_numpy(table, CALIBRATION_SEED, number, 0, len(batch), coords)
+        stream = calibration_stream(number)
+        noise = sample_noise_numpy(table, CALIBRATION_SEED, stream, 0, len(batch), coords)
         expected = clean.astype(np.int64) + noise.reshape(clean.shape)
         if clip == "clip":
             expected = np.clip(expected, 0, 255)

@@ -1,4 +1,4 @@
-"""Bundled target files parse into TVM targets with the flags that DESIGN.md section 7 fixes."""
+"""Bundled target files parse into TVM targets with the flags that targets/README.md documents."""
 
 import json
 import os

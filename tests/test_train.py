@@ -7,15 +7,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
-from tvm_intsmooth.data import load_dataset
-from tvm_intsmooth.data.fashion_mnist import DEFAULT_DIR
-from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.train import train as train_module
-from tvm_intsmooth.train.export import export_onnx
-from tvm_intsmooth.train.make_manifest import onnx_accuracy, sha256_of
-from tvm_intsmooth.train.models import build_model
+torch = pytest.importorskip("torch")  # the train extra
+
+from tvm_intsmooth.data import load_dataset  # noqa: E402
+from tvm_intsmooth.data.fashion_mnist import DEFAULT_DIR  # noqa: E402
+from tvm_intsmooth.errors import IntSmoothError  # noqa: E402
+from tvm_intsmooth.train import train as train_module  # noqa: E402
+from tvm_intsmooth.train.export import export_onnx  # noqa: E402
+from tvm_intsmooth.train.make_manifest import onnx_accuracy, sha256_of  # noqa: E402
+from tvm_intsmooth.train.models import build_model  # noqa: E402
 
 SUPPORTED_OPS = {
     "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",

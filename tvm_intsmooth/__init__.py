@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import importlib
 
+from . import tvm_hooks  # light: it imports TVM only once TVM is there
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -57,3 +59,6 @@ def __getattr__(name: str):
     if name in _SUBPACKAGES:
         return importlib.import_module(f"tvm_intsmooth.{name}")
     raise AttributeError(f"module 'tvm_intsmooth' has no attribute {name!r}")
+
+
+tvm_hooks.register_now_or_when_tvm_loads()  # for tvm.relax.get_pipeline("intsmooth")

@@ -2,10 +2,11 @@
 
 Every problem that a user can fix (a bad file, an unsupported operator, a wrong shape) is raised as
 an :class:`IntSmoothError` with a message that names the thing and says what to do. The CLI prints
-such errors as one paragraph and exits non-zero, without a traceback.
-"""
+such errors as one paragraph and exits with status 1, without a traceback.
 
-import tvm_ffi
+This module imports nothing heavy (the CLI's start-up depends on it); the classes are registered
+with TVM's FFI by :mod:`tvm_intsmooth.tvm_hooks` when the compiler side is loaded.
+"""
 
 
 class IntSmoothError(Exception):
@@ -20,7 +21,4 @@ class DataError(IntSmoothError):
     """A data file is missing, truncated, mislabelled or of the wrong shape or dtype."""
 
 
-# Registered so that an error raised inside a Python pass keeps its class when it crosses the
-# FFI (tvm.transform passes run through it); unregistered, it comes back as a RuntimeError.
-for _error in (IntSmoothError, UnsupportedModelError, DataError):
-    tvm_ffi.register_error(_error)
+ERRORS = (IntSmoothError, UnsupportedModelError, DataError)

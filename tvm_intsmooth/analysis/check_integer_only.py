@@ -1,4 +1,4 @@
-"""Checker for the integer-only contract (DESIGN.md section 3).
+"""Checker for the integer-only contract (docs/integer_only.md).
 
 :func:`check_integer_only` walks every function of an ``IRModule`` (Relax functions before or after
 legalization, the VM-lowered graph, and every TIR ``PrimFunc`` before or after the TIR pipeline)

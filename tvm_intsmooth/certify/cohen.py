@@ -5,8 +5,8 @@ the top class of the selection counts, a one-sided Clopper-Pearson lower bound o
 from the estimation counts, abstention when that bound is below 1/2 (the reference's
 ``if pABar < 0.5``), and the radius ``sigma * Phi^-1(pA_lower)``. The one addition is ``tv_bound``:
 the total variation distance between the integer sampler and the exact noise distribution
-(DESIGN.md section 4), which is subtracted from the lower bound so that the certificate stays
-sound for the distribution that was actually sampled.
+(docs/soundness.md, section 3), which is subtracted from the lower bound so that the certificate
+stays sound for the distribution that was actually sampled.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta, binomtest, norm
+from scipy.special import betaincinv, ndtri  # = scipy.stats' beta.ppf, norm.ppf, bit for bit
 
 from tvm_intsmooth.errors import IntSmoothError
 
@@ -94,7 +94,7 @@ def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
         raise IntSmoothError(f"n_a = {n_a} with n = {n}: the count must lie in 0..n")
     if n_a == 0:
         return 0.0
-    return float(beta.ppf(alpha, n_a, n - n_a + 1))
+    return float(betaincinv(n_a, n - n_a + 1, alpha))
 
 
 def certify(
@@ -143,7 +143,7 @@ def certify_count(
     p_a_lower = lower_confidence_bound(n_a, n, alpha) - tv_bound
     if p_a_lower < 0.5:
         return Certificate(ABSTAIN, 0.0, p_a_lower, int(n_a), int(n))
-    return Certificate(guess, sigma * float(norm.ppf(p_a_lower)), p_a_lower, int(n_a), int(n))
+    return Certificate(guess, sigma * float(ndtri(p_a_lower)), p_a_lower, int(n_a), int(n))
 
 
 def predict(counts: np.ndarray, alpha: float) -> int:
@@ -152,6 +152,8 @@ def predict(counts: np.ndarray, alpha: float) -> int:
     Two-sided binomial test of the top two counts at p = 1/2 (``scipy.stats.binomtest``);
     abstains when the p-value exceeds ``alpha``. Ties between classes go to the lowest index.
     """
+    from scipy.stats import binomtest  # imported here: scipy.stats takes a second to load
+
     counts = _check_counts("counts", counts)
     alpha = _check_alpha(alpha)
     if counts.size < 2:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from tvm_intsmooth.certify.cohen import ABSTAIN, lower_confidence_bound
 from tvm_intsmooth.certify.results_tsv import CertifyResults, ResultRow
@@ -38,7 +38,7 @@ def max_certifiable_radius(sigma: float, n: int, alpha: float, tv_bound: float =
     (for sigma 0.25, n 100,000, alpha 0.001: about 0.95). 0.0 when even that abstains.
     """
     p_a_lower = lower_confidence_bound(n, n, alpha) - tv_bound
-    return float(sigma * norm.ppf(p_a_lower)) if p_a_lower >= 0.5 else 0.0
+    return float(sigma * ndtri(p_a_lower)) if p_a_lower >= 0.5 else 0.0
 
 
 def _radius_ceiling(results: Results) -> float:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import secrets
+import tempfile
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +19,7 @@ from typing import Any
 
 from tvm_intsmooth.certify.results_tsv import (
     COLUMNS,
+    REFERENCE_COLUMNS,
     ResultRow,
     json_default,
     normalize_metadata,
@@ -33,6 +36,11 @@ except ImportError:  # pragma: no cover - Windows has no flock; the file is then
     fcntl = None
 
 
+def fresh_seed() -> int:
+    """A seed from the operating system (no fixed seed is ever a default: docs/soundness.md)."""
+    return secrets.randbits(64)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -40,15 +48,21 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _write_json_durably(path: Path, obj: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def write_json_durably(path: Path, obj: Mapping[str, Any]) -> None:
+    """Write ``path`` atomically: a temporary file of this writer's own, fsync, rename."""
     text = json.dumps(obj, default=json_default, sort_keys=True, indent=2) + "\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)
         _write_all(fd, text.encode("utf-8"))
-    finally:
         os.close(fd)
-    os.replace(tmp, path)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -67,38 +81,105 @@ def _check_same_run(path: Path, old: dict[str, Any], new: dict[str, Any]) -> Non
         )
 
 
+def check_output_folder(path: str | Path) -> Path:
+    """``path`` for an output file whose folder must exist (nothing is created on a typo)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise IntSmoothError(
+            f"{path}: the folder {path.parent} does not exist; create it first or write elsewhere"
+        )
+    if path.is_dir():
+        raise IntSmoothError(f"{path} is a folder; give a file name for the results")
+    return path
+
+
 class ResultsWriter:
     """Appends certification rows to a results file, creating it or resuming it.
 
-    On a new path it writes the sidecar ``<path>.json`` with ``metadata`` and the header. On an
-    existing file it requires the sidecar to hold the same metadata (else an IntSmoothError naming
-    the first differing key), drops a trailing partial line, validates the rows and exposes their
-    indices as :attr:`done` so that the caller skips them. Use it as a context manager.
+    Everything happens under an exclusive lock on the results file, taken before any file is
+    written: a second writer of the same path fails at once and changes nothing. A file with
+    rows is resumed only with the same metadata in its sidecar (else an IntSmoothError naming
+    the first differing key); a trailing partial line is dropped, and the rows' indices are
+    :attr:`done`. A file without rows starts afresh: its sidecar, if any, is stale (left by a
+    run that wrote no row) and is replaced (:attr:`replaced_stale_sidecar`).
+
+    ``metadata["seed"]`` may be None: the seed of the rows being resumed is then reused
+    (:attr:`resumed_seed`), and a fresh run draws one with ``new_seed`` (default: 64 bits from
+    the operating system). The run's seed is ``metadata["seed"]`` afterwards. Use it as a
+    context manager.
     """
 
-    def __init__(self, path: str | Path, metadata: Mapping[str, Any]) -> None:
-        self.path = Path(path)
-        self.metadata = normalize_metadata(metadata)
-        existed = self.path.exists()
-        if existed:
-            old = read_metadata(self.path)
-            if old is None:
-                raise IntSmoothError(
-                    f"{self.path} exists without its sidecar {sidecar_path(self.path)}, so it "
-                    "cannot be resumed; use another -o or delete it"
-                )
-            _check_same_run(self.path, old, self.metadata)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _write_json_durably(sidecar_path(self.path), self.metadata)
+    def __init__(
+        self,
+        path: str | Path,
+        metadata: Mapping[str, Any],
+        new_seed: Callable[[], int] | None = None,
+    ) -> None:
+        self.path = check_output_folder(path)
+        wanted_seed = metadata.get("seed")
+        normalize_metadata({**metadata, "seed": 0})  # every check before any file is touched
+        self.resumed_seed: int | None = None
+        self.replaced_stale_sidecar = False
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             self._lock()
-            self.existing_rows = tuple(self._recover())
+            self.existing_rows = tuple(self._open(metadata, wanted_seed, new_seed))
         except BaseException:
             os.close(self._fd)
+            self._fd = -1
             raise
         self._done = {row.idx for row in self.existing_rows}
+
+    def _open(self, metadata, wanted_seed, new_seed) -> list[ResultRow]:
+        lines, data_rows = self._complete_lines()
+        side = sidecar_path(self.path)
+        if data_rows:
+            old = read_metadata(self.path)
+            if old is None:
+                raise IntSmoothError(
+                    f"{self.path} exists without its sidecar {side}, so it cannot be resumed; "
+                    "use another -o or delete it"
+                )
+            if wanted_seed is None:
+                self.resumed_seed = old.get("seed")
+            seed = wanted_seed if wanted_seed is not None else self.resumed_seed
+            self.metadata = normalize_metadata({**metadata, "seed": seed})
+            _check_same_run(self.path, old, self.metadata)
+            columns, rows = parse_lines(self.path, lines, self.metadata)
+            if columns != COLUMNS:
+                raise IntSmoothError(
+                    f"{self.path} has the reference's six columns, without nA and n, so it "
+                    "cannot be resumed; use another -o"
+                )
+            return rows
+        if wanted_seed is None:
+            wanted_seed = (new_seed or fresh_seed)()
+        self.metadata = normalize_metadata({**metadata, "seed": wanted_seed})
+        self.replaced_stale_sidecar = side.exists()
+        write_json_durably(side, self.metadata)
+        os.ftruncate(self._fd, 0)
+        _write_all(self._fd, ("\t".join(COLUMNS) + "\n").encode("utf-8"))
+        return []
+
+    def _complete_lines(self) -> tuple[list[str], bool]:
+        """The complete lines of the file (a partial last line dropped) and whether any of them
+        is a row (a line after the header)."""
+        data = self.path.read_bytes()
+        headers = [("\t".join(c) + "\n").encode() for c in (COLUMNS, REFERENCE_COLUMNS)]
+        if not any(data.startswith(h) or h.startswith(data) for h in headers):
+            raise IntSmoothError(
+                f"{self.path} exists and is not a results file (its first line is not the "
+                f"header {' '.join(COLUMNS)}); use another -o, nothing was changed"
+            )
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
+            os.ftruncate(self._fd, len(complete))
+            os.fsync(self._fd)
+        try:
+            lines = complete.decode("utf-8").split("\n")[:-1]
+        except UnicodeDecodeError as err:
+            raise IntSmoothError(f"{self.path}: not a text results file ({err})") from err
+        return lines, len(lines) > 1
 
     @property
     def done(self) -> AbstractSet[int]:
@@ -114,27 +195,6 @@ class ResultsWriter:
             raise IntSmoothError(
                 f"{self.path} is being written by another process; wait for it or use another -o"
             ) from err
-
-    def _recover(self) -> list[ResultRow]:
-        data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
-            os.ftruncate(self._fd, len(complete))
-            os.fsync(self._fd)
-        if not complete:
-            _write_all(self._fd, ("\t".join(COLUMNS) + "\n").encode("utf-8"))
-            return []
-        try:
-            lines = complete.decode("utf-8").split("\n")[:-1]
-        except UnicodeDecodeError as err:
-            raise IntSmoothError(f"{self.path}: not a text results file ({err})") from err
-        columns, rows = parse_lines(self.path, lines, self.metadata)
-        if columns != COLUMNS:
-            raise IntSmoothError(
-                f"{self.path} has the reference's six columns, without nA and n, so it cannot be "
-                "resumed; use another -o"
-            )
-        return rows
 
     def write(self, row: ResultRow) -> None:
         """Append one row and make it durable (fsync) before returning."""

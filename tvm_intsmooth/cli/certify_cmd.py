@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -11,9 +10,10 @@ from ..remote.remote_pool import CertifyJob
 from .common import (
     add_data_arguments,
     add_sampling_arguments,
-    fresh_seed,
+    check_sampling,
     load_classifier,
     load_data,
+    run_metadata,
 )
 from .device_args import add_device_arguments, certifier_from_args
 
@@ -50,41 +50,33 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..certify import ResultRow, ResultsWriter, sidecar_path
+    from ..certify import ResultRow, ResultsWriter
+    from ..certify.results_writer import check_output_folder
 
+    check_output_folder(args.output)
     clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float)
-    x, y = load_data(args, clf.input_shape)
-    seed = args.seed
-    if seed is None and sidecar_path(args.output).is_file():
-        seed = json.loads(sidecar_path(args.output).read_text()).get("seed")
-    seed = fresh_seed() if seed is None else seed
-    meta = json.loads((args.artifact / "meta.json").read_text())
-    metadata = {
-        "seed": seed,
-        "sigma": clf.sigma,
-        "n0": args.n0,
-        "n": args.n,
-        "alpha": args.alpha,
-        "noise": "gaussian_float32" if args.use_float else meta["noise"],
-        "tv_bound": clf.tv_bound,
-        "clip": meta.get("clip", "clip"),
-        "target": "onnxruntime" if args.use_float else meta["target"],
-        "artifact_sha256": meta["library_sha256"],
-        "data": str(args.data),
-        "skip": args.skip,
-        "max": args.max,
-    }
-    with ResultsWriter(args.output, metadata) as writer:
+    x, y = load_data(args, clf.input_shape, clf.num_classes)
+    check_sampling(clf, args.n, args.n0)
+    with ResultsWriter(args.output, run_metadata(args, clf, x, y)) as writer:
+        seed = writer.metadata["seed"]
+        if writer.replaced_stale_sidecar:
+            print(f"{args.output}: replacing a sidecar without rows (a run that wrote none)")
         todo = [i for i in range(len(x)) if i * args.skip not in writer.done]
         if len(todo) < len(x):
-            print(f"resuming {args.output}: {len(x) - len(todo)} rows already done", flush=True)
+            how = "its seed" if writer.resumed_seed is not None else "--seed"
+            print(
+                f"resuming {args.output}: {len(x) - len(todo)} rows already done, seed {seed} "
+                f"({how})",
+                flush=True,
+            )
         # Row idx is image i = idx / skip: the dataset index, as the reference scripts number rows.
         jobs = [CertifyJob(i * args.skip, x[i]) for i in todo]
         certificates = tqdm(
-            _certify_many(clf, jobs, args.n0, args.n, args.alpha, seed),
+            _certify_many(clf, jobs, args, seed),
             total=len(jobs),
             desc="certify",
             unit="image",
+            disable=args.quiet,
         )
         for idx, cert, seconds in certificates:
             writer.write(ResultRow.from_certificate(idx, int(y[idx // args.skip]), cert, seconds))
@@ -92,12 +84,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _certify_many(clf, jobs, n0: int, n: int, alpha: float, seed: int):
+def _certify_many(clf, jobs, args: argparse.Namespace, seed: int):
     """``(index, Certificate, seconds)`` of every job in order, here or on the remote device."""
     if hasattr(clf, "certify_many"):  # a RemoteCertifier
-        yield from clf.certify_many(jobs, n0, n, alpha, seed=seed)
+        yield from clf.certify_many(jobs, args.n0, args.n, args.alpha, seed=seed)
         return
+    progress = False if args.quiet else None  # None: a bar for long count runs
     for job in jobs:
         start = time.monotonic()
-        cert = clf.certify(job.image, n0, n, alpha, index=job.index, seed=seed)
+        cert = clf.certify(
+            job.image, args.n0, args.n, args.alpha, index=job.index, seed=seed, progress=progress
+        )
         yield job.index, cert, time.monotonic() - start

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import secrets
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from ..certify.results_writer import fresh_seed  # noqa: F401  (re-exported for the commands)
 from ..errors import DataError, IntSmoothError
 
 
@@ -44,11 +44,18 @@ def add_sampling_arguments(
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=None,
         help="64-bit noise seed, written to the results (default: fresh from the OS"
         ", or the seed of the run being resumed)",
     )
+
+
+def seed_int(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must be a 64-bit seed in [0, 2^64), got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -65,8 +72,8 @@ def probability(text: str) -> float:
     return value
 
 
-def load_data(args: argparse.Namespace, input_shape: tuple[int, ...]):
-    """The selected images and labels, checked against the model's input shape."""
+def load_data(args: argparse.Namespace, input_shape: tuple[int, ...], num_classes: int):
+    """The selected images and labels, checked against the model's input shape and classes."""
     from ..data import load_dataset
 
     x, y = load_dataset(str(args.data), skip=args.skip, max_count=args.max)
@@ -75,34 +82,85 @@ def load_data(args: argparse.Namespace, input_shape: tuple[int, ...]):
             f"data {args.data}: images are {' x '.join(map(str, x.shape[1:]))} but "
             f"the model takes {' x '.join(map(str, input_shape))}"
         )
+    y = np.asarray(y)
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        bad = int(y.max()) if y.max() >= num_classes else int(y.min())
+        raise DataError(
+            f"data {args.data}: label {bad} is outside the model's classes 0..{num_classes - 1}; "
+            "the data and the model do not match"
+        )
     return x, y
+
+
+def data_sha256(x: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the selected images and labels (shape, dtype and bytes), for resumption."""
+    digest = hashlib.sha256()
+    for array in (np.ascontiguousarray(x), np.ascontiguousarray(np.asarray(y, np.int64))):
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def run_provenance(artifact: Path, use_float: bool, x: np.ndarray, y: np.ndarray) -> dict:
+    """What a results file must agree on to be resumed: the actual files and data, hashed."""
+    from .. import __version__
+    from ..runtime.smoothed_classifier import file_sha256
+
+    model = artifact / ("model.onnx" if use_float else "model.so")
+    return {
+        "artifact_sha256": file_sha256(model),
+        "data_sha256": data_sha256(x, y),
+        "images": len(x),
+        "version": __version__,
+    }
 
 
 def load_classifier(artifact: Path, use_float: bool, batch: int | None = None):
     """The integer SmoothedClassifier of an artifact, or its float reference (``--float``)."""
     from ..runtime import FloatSmoothedClassifier, SmoothedClassifier
+    from ..runtime.smoothed_classifier import read_artifact_meta
 
-    if not (artifact / "meta.json").is_file():
-        raise IntSmoothError(
-            f"artifact {artifact}: not found (expected a folder written by "
-            "`intsmooth compile`, with meta.json and model.so)"
-        )
     if not use_float:
         return SmoothedClassifier.load(artifact)
-    meta = json.loads((artifact / "meta.json").read_text())
+    meta = read_artifact_meta(artifact)
     if not (artifact / "model.onnx").is_file():
         raise IntSmoothError(f"artifact {artifact} has no model.onnx for the float reference")
     return FloatSmoothedClassifier(
         artifact / "model.onnx",
         meta["sigma"],
         batch=batch or int(meta["batch"]),
-        clip=meta.get("clip", "clip"),  # the same base classifier as the integer artifact
+        clip=meta.get("clip", "none"),  # the integer default for artifacts without the key
     )
 
 
-def fresh_seed() -> int:
-    """A seed from the operating system (DESIGN.md: no fixed seed is ever a default)."""
-    return secrets.randbits(64)
+def run_metadata(args: argparse.Namespace, clf, x: np.ndarray, y: np.ndarray) -> dict:
+    """The sidecar of a certify or predict run: sampling, noise, artifact and data."""
+    from ..runtime.smoothed_classifier import read_artifact_meta
+
+    meta = read_artifact_meta(args.artifact)
+    return {
+        "seed": args.seed,
+        "sigma": clf.sigma,
+        "n0": getattr(args, "n0", 1),
+        "n": args.n,
+        "alpha": args.alpha,
+        "noise": "gaussian_float32" if args.use_float else meta["noise"],
+        "tv_bound": clf.tv_bound,
+        "clip": meta.get("clip", "none"),
+        "target": "onnxruntime" if args.use_float else meta["target"],
+        "data": str(args.data),
+        "skip": args.skip,
+        "max": args.max,
+        **run_provenance(args.artifact, args.use_float, x, y),
+    }
+
+
+def check_sampling(clf, n: int, n0: int | None = None) -> None:
+    """Check n (and n0) against the classifier's limits before any file is written."""
+    check = getattr(clf, "check_n", None)
+    for value in (n0, n):
+        if value is not None and check is not None:
+            check(value)
 
 
 def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:

@@ -68,7 +68,18 @@ def add_parser(sub) -> None:
         metavar="DIR",
         help="write the IR after each smoothing phase to DIR",
     )
-    p.add_argument("-o", "--output", required=True, type=Path, help="artifact folder to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="artifact folder to write (an existing one is replaced only if intsmooth wrote it)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace -o even if it is not an artifact written by intsmooth",
+    )
     p.set_defaults(run=run)
 
 
@@ -78,10 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from ..importer import import_onnx
     from ..quantize import check_images
     from ..runtime import save_artifact
+    from ..runtime.smoothed_classifier import check_artifact_destination
     from ..smoothing.api import smooth
 
     if not args.sigma > 0:
         raise IntSmoothError(f"--sigma must be > 0, got {args.sigma}")
+    check_artifact_destination(args.output, args.force)  # before the long compile
     imported = import_onnx(args.model)
     x, _ = load_dataset(str(args.calib), split="train", max_count=args.calib_max)
     check_images(x, imported.input_shape, f"calibration data {args.calib}")
@@ -96,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         dump_ir=args.dump_ir,
     )
     print(f"building for {args.target} ...", flush=True)
-    save_artifact(smoothed, args.output, args.target)
+    save_artifact(smoothed, args.output, args.target, force=args.force)
     print(
         f"wrote {args.output}: sigma {args.sigma}, batch {args.batch}, clip {args.clip}, noise "
         "rounded Gaussian "

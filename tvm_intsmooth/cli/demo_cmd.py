@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 f"alpha {args.alpha}, seed {seed}",
                 flush=True,
             )
-        code = main(step)
+        code = main(["-q", *step] if args.quiet else step)
         if code:
             return code
     return 0

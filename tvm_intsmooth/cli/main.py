@@ -1,4 +1,9 @@
-"""The ``intsmooth`` command: one subcommand per module of this package."""
+"""The ``intsmooth`` command: one subcommand per module of this package.
+
+Exit status: 0 on success, 1 for a user error (printed as one paragraph, no traceback), 2 for a
+command-line usage error (argparse's), 130 when interrupted. ``--help`` and ``report`` never
+import TVM: subcommands import the compiler inside ``run``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import os
 import sys
 
+from .. import __version__
 from ..errors import IntSmoothError
 from . import (
     bench_cmd,
@@ -28,6 +34,8 @@ COMMANDS = [
     bench_cmd,
     emulate_pi_cmd,
 ]
+QUIET_HELP = "no progress bars"
+USER_ERROR = 1
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -35,9 +43,15 @@ def make_parser() -> argparse.ArgumentParser:
         prog="intsmooth",
         description="Integer-arithmetic-only randomized smoothing for ONNX image classifiers.",
     )
+    parser.add_argument("--version", action="version", version=f"intsmooth {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)
+    for command in sub.choices.values():  # -q also after the command name
+        command.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP
+        )
     return parser
 
 
@@ -48,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except IntSmoothError as err:
         print(f"intsmooth {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return USER_ERROR
     except KeyboardInterrupt:
         print(f"intsmooth {args.command}: interrupted", file=sys.stderr)
         return 130

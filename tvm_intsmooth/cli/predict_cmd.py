@@ -10,9 +10,11 @@ import numpy as np
 from .common import (
     add_data_arguments,
     add_sampling_arguments,
+    check_sampling,
     fresh_seed,
     load_classifier,
     load_data,
+    run_metadata,
 )
 
 HELP = "predict with a smoothed classifier (abstaining when the vote is not significant)"
@@ -30,7 +32,12 @@ def add_parser(sub) -> None:
         help="use the float reference smoothing instead",
     )
     p.add_argument(
-        "-o", "--output", type=Path, default=None, help="optional TSV: idx, label, predict, correct"
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="optional TSV: idx, label, predict, correct (and its sidecar TSV.json: seed, "
+        "n, alpha, artifact and data hashes)",
     )
     p.set_defaults(run=run)
 
@@ -38,15 +45,22 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..certify import ABSTAIN
+    from ..certify import ABSTAIN, sidecar_path
+    from ..certify.results_writer import check_output_folder, write_json_durably
 
+    if args.output is not None:
+        check_output_folder(args.output)
     clf = load_classifier(args.artifact, args.use_float)
-    x, y = load_data(args, clf.input_shape)
+    x, y = load_data(args, clf.input_shape, clf.num_classes)
+    check_sampling(clf, args.n)
     seed = fresh_seed() if args.seed is None else args.seed
+    metadata = {**run_metadata(args, clf, x, y), "seed": seed, "procedure": "predict"}
+    del metadata["n0"]
+    progress = False if args.quiet else None
     preds = np.array(
         [
-            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed)
-            for i in tqdm(range(len(x)), desc="predict", unit="image")
+            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed, progress=progress)
+            for i in tqdm(range(len(x)), desc="predict", unit="image", disable=args.quiet)
         ]
     )
     if args.output is not None:
@@ -54,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             f"{i * args.skip}\t{y[i]}\t{preds[i]}\t{int(preds[i] == y[i])}" for i in range(len(x))
         ]
         args.output.write_text("\n".join(lines) + "\n")
+        write_json_durably(sidecar_path(args.output), metadata)
     print(
         f"seed {seed}, n {args.n}, alpha {args.alpha}: accuracy {100 * np.mean(preds == y):.2f}%,"
         f" abstained {100 * np.mean(preds == ABSTAIN):.2f}% of {len(x)} images"

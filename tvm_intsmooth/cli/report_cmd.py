@@ -30,7 +30,15 @@ def run(args: argparse.Namespace) -> int:
 
     names = [path.name for path in args.results]
     unique = len(set(names)) == len(names)  # short labels unless two runs share a file name
-    results = {(path.name if unique else str(path)): read_results(path) for path in args.results}
+    results = {}
+    for path in args.results:
+        run = read_results(path)
+        label = path.name if unique else str(path)
+        expected = (run.metadata or {}).get("images")
+        if isinstance(expected, int) and len(run.rows) < expected:
+            label += f" (partial: {len(run.rows)} of {expected})"
+            print(f"{path}: partial run, {len(run.rows)} of {expected} images certified")
+        results[label] = run
     print(format_accuracy_table(results))
     if args.png is not None:
         plot_certified_accuracy(results, args.png)

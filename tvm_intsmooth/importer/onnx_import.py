@@ -10,6 +10,14 @@ variable; every other dimension is fixed.
 Everything that can go wrong with a user's model is checked up front and reported at once: a
 missing or corrupt file, every unsupported operator (not only the first), several inputs, a
 dynamic or wrong-rank input.
+
+Why this importer, next to TVM's own ``tvm.relax.frontend.onnx.from_onnx`` (whose modules the
+pipeline also accepts, see :mod:`.relax_import`): it reports every operator the integer pipeline
+cannot handle in one message before any conversion, where a frontend converts what it knows
+(including operators no integer rule exists for) and leaves the failure to the quantizer, one
+operator at a time; it keeps the ONNX model, which the artifact ships for the float reference
+(``intsmooth certify --float``); and it names bindings after the ONNX tensors, which makes
+dumped IR and error messages point at the user's own layer names.
 """
 
 from __future__ import annotations
@@ -122,6 +130,21 @@ def _input_shape(vi: onnx.ValueInfoProto, where: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _check_finite(params: dict[str, np.ndarray], where: str) -> None:
+    """Refuse NaN or infinite weights: they compile, and then every vote is meaningless."""
+    bad = [
+        f"{name!r} ({int(np.count_nonzero(~np.isfinite(value)))} of {value.size} values)"
+        for name, value in params.items()
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value))
+    ]
+    if bad:
+        raise UnsupportedModelError(
+            f"ONNX model {where}: initializer(s) {', '.join(bad)} hold NaN or infinite values; "
+            "the model is broken (a diverged training run or a bad export). Re-export it from "
+            "finite weights."
+        )
+
+
 def _var_name(name: str, used: set[str]) -> str:
     base = re.sub(r"\W", "_", name) or "t"
     if base[0].isdigit():
@@ -159,6 +182,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto) -> ImportedModel:
         )
 
     params = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    _check_finite(params, where)
     batch = tirx.Var("batch", "int64")
     x = relax.Var("input", relax.TensorType((batch, *sample_shape), "float32"))
     bb = relax.BlockBuilder()

@@ -302,7 +302,10 @@ def _identity(ctx, node):
 def _constant(ctx, node):
     attrs = _attrs(node)
     if "value" in attrs:
-        return numpy_helper.to_array(attrs["value"])
+        value = numpy_helper.to_array(attrs["value"])
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            raise ctx.fail(node, "holds NaN or infinite values; re-export from finite weights.")
+        return value
     for key in ("value_float", "value_int"):
         if key in attrs:
             return np.asarray(attrs[key])

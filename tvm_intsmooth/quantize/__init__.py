@@ -1,5 +1,7 @@
 """Quantize: calibration and the QuantizeToInteger pass (float Relax -> integer-only Relax)."""
 
+from tvm_intsmooth import tvm_hooks
+
 from .api import QuantizedModel, check_images, quantize_static
 from .calibrate import CalibrationReader, collect_ranges
 from .quantize_to_integer import QuantizeToInteger
@@ -12,3 +14,5 @@ __all__ = [
     "collect_ranges",
     "quantize_static",
 ]
+
+tvm_hooks.register()

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 import tvm
 
 from ..errors import DataError, IntSmoothError
-from ..importer import ImportedModel, import_onnx
+from ..importer import ModelLike, import_model
 from .calibrate import CalibrationReader, collect_ranges
 from .quantize_to_integer import QuantizeToInteger
 
@@ -92,7 +91,7 @@ def check_images(images: np.ndarray, input_shape: tuple[int, ...], what: str) ->
 
 
 def quantize_static(
-    model: str | os.PathLike | onnx.ModelProto | ImportedModel,
+    model: ModelLike,
     calibration_images: np.ndarray | Iterable[np.ndarray],
     *,
     input_dtype: str = "uint8",
@@ -102,8 +101,10 @@ def quantize_static(
     """Quantize an ONNX classifier to integer-only arithmetic.
 
     Args:
-        model: ONNX file, ``onnx.ModelProto`` or the result of :func:`import_onnx`. The model
-            takes float pixels in [0, 1] (pixel q / 255), with any normalization inside it.
+        model: ONNX file, ``onnx.ModelProto``, a float Relax module from TVM's frontends
+            (``from_onnx(..., keep_params_in_input=False)``, ``from_exported_program``), or the
+            result of :func:`import_onnx`. The model takes float pixels in [0, 1] (pixel
+            q / 255), with any normalization inside it.
         calibration_images: uint8 images N x C x H x W (or an iterable of such batches, for
             example a :class:`CalibrationReader`) on which the activation ranges are measured.
         input_dtype: integer input dtype of the result ("uint8", or "int16" for noisy inputs).
@@ -113,7 +114,7 @@ def quantize_static(
     Returns:
         A :class:`QuantizedModel` whose ``mod["main"]`` maps integer pixels to int32 logits.
     """
-    imported = model if isinstance(model, ImportedModel) else import_onnx(model)
+    imported = import_model(model)
     if isinstance(calibration_images, np.ndarray):
         check_images(calibration_images, imported.input_shape, "calibration data")
         calibration_images = CalibrationReader(calibration_images, batch_size)

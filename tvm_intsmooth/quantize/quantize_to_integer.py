@@ -18,6 +18,7 @@ from tvm.relax import op as R
 
 from ..errors import UnsupportedModelError
 from . import ops  # noqa: F401  (registers the handlers)
+from .accumulator_bounds import check_accumulator_bounds
 from .graph import dataflow_bindings, replace_function
 from .rewriter import HANDLERS, RewriteContext
 from .states import Acc, Affine, Const, Int8, State
@@ -53,7 +54,10 @@ class QuantizeToInteger:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         rewriter = _IntegerRewriter(self.calibration, self.input_dtype, self.input_scale)
-        return replace_function(mod, self.func_name, rewriter.rewrite(mod[self.func_name]))
+        func = rewriter.rewrite(mod[self.func_name])
+        if self.input_dtype == "uint8":  # wider inputs are bounded where their range is known
+            check_accumulator_bounds(func, what=f"QuantizeToInteger ({self.func_name})")
+        return replace_function(mod, self.func_name, func)
 
 
 class _IntegerRewriter:

@@ -15,7 +15,6 @@ workers.
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import time
 import traceback
@@ -252,27 +251,32 @@ class RemoteCertifier:
         timeout: float = DEFAULT_TIMEOUT,
         say: Callable[[str], None] | None = None,
     ):
+        from ..runtime.smoothed_classifier import file_sha256, read_artifact_meta
+
         self.artifact = Path(artifact)
-        meta_path = self.artifact / "meta.json"
-        if not meta_path.is_file():
+        self.meta = read_artifact_meta(self.artifact)
+        library = self.artifact / "model.so"
+        if not library.is_file() or file_sha256(library) != self.meta["library_sha256"]:
+            # the same check as SmoothedClassifier.load, before anything is uploaded
             raise IntSmoothError(
-                f"artifact {self.artifact}: not found (expected a folder written by "
-                "`intsmooth compile`, with meta.json and model.so)"
+                f"artifact {self.artifact}: model.so is missing or its SHA-256 is not meta.json's "
+                "(replaced or damaged after compiling); compile the artifact again"
             )
-        try:
-            self.meta = json.loads(meta_path.read_text())
-            self.input_shape = tuple(self.meta["input_shape"])
-            self.sigma = float(self.meta["sigma"])
-            self.tv_bound = float(self.meta["tv_bound"])
-            self.batch = int(self.meta["batch"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise IntSmoothError(
-                f"artifact {self.artifact}: meta.json is unreadable or incomplete ({err!r})"
-            ) from None
+        self.input_shape = tuple(self.meta["input_shape"])
+        self.num_classes = int(self.meta["num_classes"])
+        self.sigma = float(self.meta["sigma"])
+        self.tv_bound = float(self.meta["tv_bound"])  # the workers check it against the library
+        self.batch = int(self.meta["batch"])
         self.device = device
         self.workers = workers
         self.timeout = timeout
         self.say = say
+
+    def check_n(self, n: int) -> int:
+        """``n`` if one stream can draw that many samples (SmoothedClassifier's rule)."""
+        from ..runtime import SmoothedClassifier
+
+        return SmoothedClassifier.check_n(self, n)
 
     def certify_many(
         self, jobs: Sequence[CertifyJob], n0: int, n: int, alpha: float, *, seed: int

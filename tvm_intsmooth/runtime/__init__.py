@@ -1,5 +1,7 @@
 """Runtime: running compiled classifiers and smoothed classifiers on the host."""
 
+from tvm_intsmooth import tvm_hooks
+
 from .classifier import CompiledClassifier, float_inputs
 from .float_smoothed import FloatSmoothedClassifier
 from .smoothed_classifier import SmoothedClassifier, save_artifact
@@ -11,3 +13,5 @@ __all__ = [
     "float_inputs",
     "save_artifact",
 ]
+
+tvm_hooks.register()

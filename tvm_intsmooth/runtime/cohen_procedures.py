@@ -7,10 +7,12 @@ Every noisy sample is addressed by (seed, stream, sample index). For the image w
 - the n estimation samples of CERTIFY from stream ``2 i + 1``,
 - the n samples of PREDICT from stream ``2^63 + i``.
 
-These streams are pairwise distinct for every ``i`` in range (certify indices lie below 2^62, so
-their streams stay below 2^63; predict streams start at 2^63), so the estimation samples are
-independent of the selection that chose the class, as Cohen et al.'s argument requires, and no
-two images share noise. A row of a results file is replayed from its seed and index alone.
+These streams are pairwise distinct for every ``i`` in range (indices lie below 2^62, so
+certify streams stay below 2^63 and predict streams below 2^63 + 2^62), so the estimation samples
+are independent of the selection that chose the class, as Cohen et al.'s argument requires, and
+no two images share noise. Streams from 3 * 2^62 on are the compiler's calibration noise
+(``smoothing.api.CALIBRATION_STREAM_BASE``), which no certificate can draw whatever its seed. A row
+of a results file is replayed from its seed and index alone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..errors import IntSmoothError
 
 PREDICT_STREAM_BASE = 2**63
 MAX_CERTIFY_INDEX = 2**62  # 2 i + 1 < 2^63: certify streams never reach the predict streams
+MAX_PREDICT_INDEX = 2**62  # 2^63 + i < 3 * 2^62: predict streams never reach calibration's
 
 
 def _check_index(index, limit: int) -> int:
@@ -44,7 +47,7 @@ def estimation_stream(index: int) -> int:
 
 def predict_stream(index: int) -> int:
     """The stream of PREDICT's samples for dataset index ``index``."""
-    return PREDICT_STREAM_BASE + _check_index(index, PREDICT_STREAM_BASE)
+    return PREDICT_STREAM_BASE + _check_index(index, MAX_PREDICT_INDEX)
 
 
 class CohenProcedures:
@@ -90,6 +93,7 @@ class CohenProcedures:
         """Cohen et al.'s PREDICT for image ``x``: the top class, or ``ABSTAIN`` (-1) when its
         lead over the runner-up is not significant at ``alpha`` (binomial test).
 
-        The ``n`` samples come from stream ``2^63 + index``, apart from every CERTIFY stream.
+        The ``n`` samples come from stream ``2^63 + index``, apart from every CERTIFY stream
+        and from the calibration streams.
         """
         return predict(self.counts(x, n, seed, predict_stream(index), progress), alpha)

@@ -35,7 +35,13 @@ class FloatSmoothedClassifier(CohenProcedures):
         threads: int | None = None,
         clip: str = "none",
     ):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise IntSmoothError(
+                f"the float reference needs onnxruntime, which cannot be imported ({err}); "
+                "install it (pip install onnxruntime) or leave out --float"
+            ) from None
 
         if not sigma > 0:
             raise IntSmoothError(f"sigma must be > 0, got {sigma}")

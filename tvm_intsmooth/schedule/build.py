@@ -40,6 +40,12 @@ def _default_for(pipeline, spec: TargetSpec):
     return pipeline
 
 
+def relax_build_phases(spec: TargetSpec) -> tvm.transform.Pass | Callable:
+    """The Relax build phases :func:`build` applies by default for ``spec`` (for pipelines that
+    end with them, such as the registered "intsmooth" pipeline)."""
+    return _base_pipeline(_default_for("default", spec))
+
+
 def _relax_pipeline(
     pipeline: str | tvm.transform.Pass | Callable, errors: list[IntSmoothError] | None
 ) -> tvm.transform.Pass | Callable:

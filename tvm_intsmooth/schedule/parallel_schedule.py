@@ -58,16 +58,31 @@ class ParallelizeOuterLoops:
         return out
 
 
-def default_cpu_pipeline(target: tvm.target.Target) -> tvm.transform.Pass:
-    """TVM's CPU pipeline with ParallelizeOuterLoops after operator fusion."""
+def default_cpu_pipeline(
+    target: tvm.target.Target, blocked_layout: bool = True
+) -> tvm.transform.Pass:
+    """TVM's CPU pipeline with ParallelizeOuterLoops after operator fusion.
+
+    With ``blocked_layout`` (the default), the integer convolutions first become blocked NCHW16c
+    int8 kernels (ConvertToBlockedInt8) and, after fusion, get their fixed schedule, tensorized
+    with the target's dot-product intrinsic where it has one (ScheduleBlockedKernels).
+    """
     from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    from .convert_to_blocked_int8 import ConvertToBlockedInt8
+    from .schedule_blocked_kernels import ScheduleBlockedKernels
+
+    layout = [ConvertToBlockedInt8()] if blocked_layout else []
+    kernels = [ScheduleBlockedKernels(target)] if blocked_layout else []
 
     @tvm.transform.module_pass(opt_level=0, name="IntSmoothCPUPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with target:
             passes = (
                 cpu.library_dispatch_passes(target)
+                + layout
                 + cpu.legalize_passes(target)
+                + kernels
                 + [ParallelizeOuterLoops()]
                 + cpu.dataflow_lower_passes(target)
                 + cpu.finalize_passes(target)

@@ -1,6 +1,6 @@
 """Compilation targets: the bundled files in targets/ and the machine this runs on.
 
-A target file is a small JSON object (DESIGN.md section 7)::
+A target file is a small JSON object (targets/README.md)::
 
     {
       "description": "Raspberry Pi 5 (4x Cortex-A76, aarch64 NEON with dot product)",

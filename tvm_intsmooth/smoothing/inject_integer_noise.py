@@ -10,7 +10,7 @@ Before: ``main(x: int16[batch, C, H, W]) -> int32[batch, K]`` (QuantizeToInteger
 
 ``seed`` holds the 64-bit seed as (low, high) 32-bit words, ``counter`` (stream low, stream high,
 first sample index); sample ``counter[2] + b`` of the batch draws its own Philox counters, so any
-split of a sample range into batches draws the same noise (DESIGN.md sections 4 and 5).
+split of a sample range into batches draws the same noise (docs/soundness.md, sections 3 and 4).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
+from .. import tvm_hooks
 from ..errors import IntSmoothError
+from ..quantize.accumulator_bounds import Interval, check_accumulator_bounds
 from .noise_sampler import noise_primfunc
 from .noise_table import rounded_gaussian_table
 from .wrap_main import wrap_main
@@ -38,10 +40,10 @@ class InjectIntegerNoise:
     Args:
         sigma: noise level in [0, 1] pixel units (Cohen et al.'s sigma).
         batch: number of noisy samples B per call.
-        noise: noise kind; only "rounded_gaussian" (DESIGN.md section 4) is certified.
+        noise: noise kind; only "rounded_gaussian" (docs/soundness.md, section 2) is certified.
         clip: "none" (the default) passes noisy pixels on unclipped, as Cohen et al. smooth and
             as noise-augmented training sees them; "clip" clamps them to 0..255. Either is part
-            of the base classifier, so either certificate is sound (DESIGN.md section 4).
+            of the base classifier, so either certificate is sound (docs/soundness.md, section 1).
         bits: width of the uniforms compared with the thresholds (64: TV bound negligible).
     """
 
@@ -106,4 +108,18 @@ class InjectIntegerNoise:
                 noisy = bb.emit(R.clip(noisy, 0, PIXEL_MAX), "noisy_clipped")
             return bb.emit(relax.Call(inner, [noisy]), "logits")
 
-        return wrap_main(mod, [pixels, seed, counter], body, {batch_var.name: self.batch})
+        out = wrap_main(mod, [pixels, seed, counter], body, {batch_var.name: self.batch})
+        k = self.table.K
+        check_accumulator_bounds(
+            out["main"],
+            {"pixels": Interval(0, PIXEL_MAX)},
+            {"intsmooth_rounded_gaussian_noise": Interval(-k, k)},
+            what=f"the smoothed classifier (sigma {self.table.sigma}, noise in [-{k}, {k}])",
+            advice="Compile with clip='clip' (noisy pixels clamped to 0..255), a smaller sigma, "
+            "or a model whose first layer has a smaller fan-in (e.g. a convolution or a "
+            "downsampling layer before a dense one).",
+        )
+        return out
+
+
+tvm_hooks.register()  # this module defines a pass: see tvm_intsmooth.tvm_hooks

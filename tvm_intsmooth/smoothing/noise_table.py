@@ -1,4 +1,4 @@
-"""The rounded Gaussian noise of DESIGN.md section 4, as a table of integer thresholds.
+"""The rounded Gaussian noise (docs/soundness.md, section 2), as a table of integer thresholds.
 
 At a grid point, Gaussian noise e ~ N(0, sigma^2) followed by rounding to the grid of step s moves
 the pixel by the integer k = round(e / s), whose distribution is
@@ -45,6 +45,7 @@ MAX_K = 32767  # noise values are int16
 MIN_TAIL = Fraction(1, 2**500)
 _TARGET_DIGITS = 50  # relative precision of every CDF value
 _COMPUTATION_ERROR = Decimal("1e-45")  # generous bound on one CDF value's absolute error
+_ASYMPTOTIC_FROM = 20  # normal_upper_tail switches to the asymptotic series from here
 
 
 def _decimal_pi() -> Decimal:
@@ -71,6 +72,8 @@ def normal_upper_tail(x: Fraction) -> Decimal:
     """
     if x < 0:
         raise ValueError(f"normal_upper_tail needs x >= 0, got {x}")
+    if x >= _ASYMPTOTIC_FROM:
+        return _normal_upper_tail_asymptotic(x)
     x_squared = float(x) ** 2
     with localcontext() as ctx:
         ctx.prec = _TARGET_DIGITS + 10 + int(x_squared / (2 * math.log(10))) + 1
@@ -88,6 +91,34 @@ def normal_upper_tail(x: Fraction) -> Decimal:
             total += term
         density = (-x2 / 2).exp() / (2 * _decimal_pi()).sqrt()
         return Decimal("0.5") - density * total
+
+
+def _normal_upper_tail_asymptotic(x: Fraction) -> Decimal:
+    """Q(x) for x >= 20 from the asymptotic series Q(x) = phi(x)/x sum_n (-1)^n (2n-1)!!/x^(2n).
+
+    The Taylor series of :func:`normal_upper_tail` needs about x^2 / 4.6 digits and x^2 terms,
+    which hangs for a tiny sigma (x ~ 600 at sigma 1e-5). For x >= 20 the alternating asymptotic
+    series, summed while its terms shrink, has a remainder below its first omitted term, which
+    is below 10^-55 relative here. exp(-x^2/2) underflows to 0 only where Q(x) < 10^-999999, far
+    below the 1e-45 computation error that the bound already adds.
+    """
+    with localcontext() as ctx:
+        ctx.prec = _TARGET_DIGITS + 10
+        xd = Decimal(x.numerator) / Decimal(x.denominator)
+        inv_x2 = 1 / (xd * xd)
+        term = Decimal(1)
+        total = Decimal(1)
+        tiny = Decimal(10) ** -(_TARGET_DIGITS + 5)
+        n = 0
+        while abs(term) > tiny:
+            n += 1
+            next_term = -term * (2 * n - 1) * inv_x2
+            if abs(next_term) >= abs(term):  # the asymptotic series starts to diverge
+                break
+            term = next_term
+            total += term
+        density = (-xd * xd / 2).exp() / (2 * _decimal_pi()).sqrt()
+        return +(density / xd * total)
 
 
 def _float_up(value: Fraction | Decimal) -> float:

@@ -1,0 +1,202 @@
+"""ConvertToBlockedInt8: golden-IR tests of the rewrite, fusion of the epilogues, and bit-exact
+logits of the blocked build against the numpy integer interpreter and the plain NCHW build.
+
+The Expected modules pack their weights and constants with explicit numpy loops written here,
+independently of ``blocked_kernels``' reshapes; the kernels themselves are the pass's TE
+functions (the rewrite is what these tests pin down, the kernels' arithmetic is what the
+end-to-end tests check).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from conftest import random_images
+from onnx_models import TEST_MODELS, signed_input_model
+from tvm import relax, tirx
+from tvm.relax import op as R
+from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+from tvm_intsmooth.errors import UnsupportedModelError
+from tvm_intsmooth.importer import import_onnx
+from tvm_intsmooth.quantize import quantize_static
+from tvm_intsmooth.reference import interpret
+from tvm_intsmooth.schedule import blocked_kernels as K
+from tvm_intsmooth.schedule import build
+from tvm_intsmooth.schedule.convert_to_blocked_int8 import ConvertToBlockedInt8
+from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
+from tvm_intsmooth.schedule.targets import resolve_target
+
+MODELS = {**TEST_MODELS, "signed_input": signed_input_model}
+
+
+def _packed_conv(w: np.ndarray) -> np.ndarray:
+    """[K/16, C/16, KH, KW, 4, 16, 4] by the definition of conv2d_NCHWc_int8's indices."""
+    k, c, kh, kw = w.shape
+    kb, cb = -(-k // 16), -(-c // 16)
+    out = np.zeros((kb, cb, kh, kw, 4, 16, 4), np.int8)
+    for o in range(k):
+        for i in range(c):
+            out[o // 16, i // 16, :, :, (i % 16) // 4, o % 16, i % 4] = w[o, i]
+    return out
+
+
+def _packed_input(w: np.ndarray) -> np.ndarray:
+    """The first conv's [K/16, 1, KH, KW, cb/2, 16, 2] with cb = 4 for 3 input channels."""
+    k, c, kh, kw = w.shape
+    out = np.zeros((-(-k // 16), 1, kh, kw, 2, 16, 2), np.int8)
+    for o in range(k):
+        for i in range(c):
+            out[o // 16, 0, :, :, i // 2, o % 16, i % 2] = w[o, i]
+    return out
+
+
+def _blocked_channel_const(v: np.ndarray, dtype: str) -> relax.Expr:
+    out = np.zeros((1, -(-len(v) // 16), 1, 1, 16), dtype)
+    for c, value in enumerate(v):
+        out[0, c // 16, 0, 0, c % 16] = value
+    return relax.const(out, dtype)
+
+
+def _weights(rng, shape):
+    return rng.integers(-127, 128, shape).astype(np.int8)
+
+
+def _two_convs(lo: int):
+    """int16 pixels -> conv -> bias -> clip(lo, 127) -> int8 -> 3x3 conv -> int32 (NCHW)."""
+    rng = np.random.default_rng(0)
+    w1, w2 = _weights(rng, (20, 3, 3, 3)), _weights(rng, (5, 20, 3, 3))
+    bias = rng.integers(-1000, 1000, 20).astype(np.int32)
+    batch = tirx.Var("batch", "int64")
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((batch, 3, 8, 8), "int16"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            c1 = bb.emit(R.nn.conv2d(x, relax.const(w1), padding=1, out_dtype="int32"))
+            b = bb.emit(R.add(c1, relax.const(bias.reshape(1, 20, 1, 1))))
+            q = bb.emit(R.astype(R.clip(b, lo, 127), "int8"))
+            c2 = bb.emit(R.nn.conv2d(q, relax.const(w2), padding=1, out_dtype="int32"))
+            out = bb.emit_output(c2)
+        bb.emit_func_output(out)
+    return bb.get(), (w1, w2, bias, batch)
+
+
+def _expected_two_convs(lo: int, w1, w2, bias, batch) -> tvm.IRModule:
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((batch, 3, 8, 8), "int16"))
+    pad, no_pad, one = (1, 1, 1, 1), (0, 0, 0, 0), (1, 1)
+
+    def te(fn, *args, **kwargs):
+        return bb.emit(bb.call_te(fn, *args, primfunc_name_hint=fn.__name__, **kwargs))
+
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            x4 = te(K.to_blocked, x, 4)  # 3 channels padded to 4, int16 kept
+            c1 = te(K.conv_blocked, x4, relax.const(_packed_input(w1)), one, pad, one)
+            b = bb.emit(R.add(c1, _blocked_channel_const(bias, "int32")))
+            clipped = bb.emit(R.clip(b, lo, 127))
+            packed2 = relax.const(_packed_conv(w2))
+            if lo >= 0:  # post-ReLU: the same bytes, as uint8
+                q = bb.emit(R.astype(clipped, "uint8"))
+                c2 = te(K.conv_blocked, q, packed2, one, pad, one)
+            else:  # signed: +128, padded with 128, and -128 * sum(w) per output channel
+                q = bb.emit(R.astype(clipped, "int8"))
+                shifted = te(K.shift_to_uint8, q, pad)
+                acc = te(K.conv_blocked, shifted, packed2, one, no_pad, one)
+                fix = -128 * w2.astype(np.int64).reshape(5, -1).sum(1)
+                c2 = bb.emit(R.add(acc, _blocked_channel_const(fix, "int32")))
+            out = bb.emit_output(te(K.from_blocked, c2, 5, "int32"))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize("lo", [0, -128], ids=["post_relu_uint8", "signed_shifted"])
+def test_rewrite_matches_expected(lo):
+    before, consts = _two_convs(lo)
+    after = ConvertToBlockedInt8()(before)
+    tvm.ir.assert_structural_equal(after, _expected_two_convs(lo, *consts))
+
+
+@pytest.mark.parametrize("lo", [0, -128], ids=["post_relu_uint8", "signed_shifted"])
+def test_rewrite_is_exact_on_extreme_values(lo):
+    """Inputs at the int16 extremes and weights of both signs: every border, lane and shift."""
+    before, _ = _two_convs(lo)
+    x = np.random.default_rng(1).choice([-32768, -1, 0, 1, 32767], (3, 3, 8, 8))
+    x = x.astype(np.int16)
+    got = _run(build(ConvertToBlockedInt8()(before), "host", require_integer_only=True), x)
+    np.testing.assert_array_equal(got, interpret(before, x))
+
+
+def test_accumulator_bound_is_checked():
+    """An int32 input of unknown range could overflow the int32 accumulator: refused."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 16, 4, 4), "int32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            w = relax.const(np.ones((16, 16, 3, 3), np.int8))
+            out = bb.emit_output(bb.emit(R.nn.conv2d(x, w, padding=1, out_dtype="int32")))
+        bb.emit_func_output(out)
+    with pytest.raises(UnsupportedModelError, match="does not fit the int32 accumulator"):
+        ConvertToBlockedInt8()(bb.get())
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    """name -> int16-input quantized module (as smoothing compiles it)."""
+    out = {}
+    for name, make in MODELS.items():
+        imported = import_onnx(make())
+        calib = random_images(imported.input_shape, 64, seed=1)
+        out[name] = quantize_static(imported, calib, input_dtype="int16").mod
+    return out
+
+
+def _run(executable, x: np.ndarray) -> np.ndarray:
+    return relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+
+
+def _noisy(mod: tvm.IRModule, n: int) -> np.ndarray:
+    shape = [int(d) for d in mod["main"].params[0].ty.shape.values[1:]]
+    return np.random.default_rng(7).integers(-120, 376, (n, *shape)).astype(np.int16)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_blocked_logits_equal_reference_and_nchw_build(quantized, name):
+    mod = quantized[name]
+    x = _noisy(mod, 6)
+    spec = resolve_target("host")
+    got = _run(build(mod, spec, require_integer_only=True), x)  # the default: blocked
+    plain = default_cpu_pipeline(spec.tvm_target, blocked_layout=False)
+    old = _run(build(mod, spec, relax_pipeline=plain, require_integer_only=True), x)
+    np.testing.assert_array_equal(got, interpret(mod, x))
+    np.testing.assert_array_equal(got, old)
+
+
+def _fused(mod: tvm.IRModule) -> tvm.IRModule:
+    with tvm.target.Target("llvm"):
+        return tvm.transform.Sequential(cpu.legalize_passes(None))(ConvertToBlockedInt8()(mod))
+
+
+@pytest.mark.parametrize("name", ["residual", "signed_input"])
+def test_each_conv_is_one_primfunc_with_its_epilogue(quantized, name):
+    """FuseOps/FuseTIR put every convolution and its requantization (and residual add) in one
+    PrimFunc: nothing elementwise is left between the convolutions."""
+    mod = quantized[name]
+    convs = sum(
+        1
+        for b in mod["main"].body.blocks[0].bindings
+        if isinstance(b.value, relax.Call) and b.value.op.name == "relax.nn.conv2d"
+    )
+    fused = _fused(mod)
+    funcs = {gv.name_hint: f for gv, f in fused.functions_items() if isinstance(f, tirx.PrimFunc)}
+    conv_funcs = [n for n in funcs if n.startswith("fused_conv")]
+    assert len(conv_funcs) == convs, list(funcs)
+    assert all("right_shift" in n and "clip" in n for n in conv_funcs), conv_funcs
+    # Outside the convolutions, blocked (5-D) tensors are only converted: to the tail, and
+    # (signed inputs) shifted to uint8; no epilogue or residual add is left on its own.
+    blocked_readers = sorted(
+        n for n, f in funcs.items() if n not in conv_funcs and len(f.params[0].shape) == 5
+    )
+    shifts = ["shift_to_uint8"] if name == "signed_input" else []  # the one signed 3x3 input
+    assert blocked_readers == ["from_blocked", *shifts], blocked_readers

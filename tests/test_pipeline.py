@@ -1,0 +1,122 @@
+"""The registered "intsmooth" Relax pipeline: a TVM user's script, end to end.
+
+A fresh interpreter does what a TVM user does (``import tvm_intsmooth, tvm``,
+``relax.get_pipeline("intsmooth", ...)``, ``tvm.compile``) on the bundled CNN; its vote counts
+must equal those of the artifact that ``intsmooth compile`` writes for the same calibration
+images, for the same seeds and streams.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
+from tvm_intsmooth.cli.main import main
+from tvm_intsmooth.data import load_npz
+from tvm_intsmooth.runtime import SmoothedClassifier
+
+CALIB, BATCH, N = 100, 50, 300
+SEEDS_STREAMS = [(7, 0), (2**63 + 1, 5)]
+
+_SCRIPT = textwrap.dedent(
+    f"""
+    import json, sys
+    import tvm_intsmooth
+    assert "tvm" not in sys.modules  # importing the plugin first does not load TVM ...
+    import tvm  # ... and "intsmooth" is registered when TVM loads
+    from tvm import relax
+    from tvm_intsmooth.data import load_npz
+
+    assert "tvm_intsmooth.pipeline" not in sys.modules  # registered without loading it
+    x, _ = load_npz({str(DEMO_DATA)!r})
+    pipeline = relax.get_pipeline(
+        "intsmooth", sigma=0.25, calibration=x[:{CALIB}], batch={BATCH}, dump_ir=sys.argv[1]
+    )
+    table_k = pipeline.table.K  # the noise table is there before the pipeline runs
+    mod = tvm_intsmooth.import_onnx({str(DEMO_MODEL)!r}).mod
+    ex = tvm.compile(mod, target="llvm", relax_pipeline=pipeline)
+    clf = tvm_intsmooth.SmoothedClassifier(relax.VirtualMachine(ex, tvm.cpu()), pipeline.metadata())
+    counts = [clf.counts(x[i], {N}, seed, stream).tolist()
+              for i in (0, 1) for seed, stream in {SEEDS_STREAMS}]
+    print(json.dumps({{"counts": counts, "K": table_k, "tv_bound": pipeline.tv_bound,
+                       "noise_tv": pipeline.noise.table.tv_bound(28 * 28)}}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_registered_pipeline_gives_the_counts_of_intsmooth_compile(tmp_path):
+    dumps = tmp_path / "ir"
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(dumps)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    artifact = tmp_path / "art"
+    args = ["compile", str(DEMO_MODEL), "--sigma", "0.25", "--calib", str(DEMO_DATA)]
+    args += ["--calib-max", str(CALIB), "--batch", str(BATCH), "-o", str(artifact)]
+    assert main(args) == 0
+    compiled = SmoothedClassifier.load(artifact)
+    x, _ = load_npz(DEMO_DATA)
+    expected = [
+        compiled.counts(x[i], N, seed, stream).tolist()
+        for i in (0, 1)
+        for seed, stream in SEEDS_STREAMS
+    ]
+    assert result["counts"] == expected
+    assert result["K"] == compiled.meta["K"]
+    assert result["tv_bound"] == result["noise_tv"] == compiled.tv_bound
+    assert sorted(p.name for p in dumps.iterdir()) == [
+        "00_float.py",
+        "01_quantize_to_integer.py",
+        "02_inject_integer_noise.py",
+        "03_count_votes.py",
+        "04_build.py",
+    ]
+    assert "R.call_tir" in (dumps / "02_inject_integer_noise.py").read_text()
+    assert np.sum(expected[0]) == N
+
+
+def test_registered_when_tvm_is_imported_first():
+    code = (
+        "import tvm, tvm_intsmooth, numpy as np\n"
+        "p = tvm.relax.get_pipeline('intsmooth', sigma=0.5, calibration=np.zeros((1, 1, 2, 2)))\n"
+        "assert type(p).__name__ == 'IntSmoothPipeline' and p.table.sigma == 0.5\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_pipeline_needs_calibration_images():
+    import tvm
+
+    import tvm_intsmooth  # noqa: F401  (registers the pipeline)
+    from tvm_intsmooth.errors import IntSmoothError
+
+    with pytest.raises(IntSmoothError, match="calibration"):
+        tvm.relax.get_pipeline("intsmooth", sigma=0.25)
+
+
+def test_metadata_before_running_is_a_clear_error():
+    import tvm
+
+    from tvm_intsmooth.errors import IntSmoothError
+
+    pipeline = tvm.relax.get_pipeline("intsmooth", sigma=0.25, calibration=np.zeros((1, 1, 2, 2)))
+    with pytest.raises(IntSmoothError, match="not run yet"):
+        pipeline.metadata()
+
+
+def test_smoothing_does_not_import_the_pipeline():
+    """No import cycle: the smoothing package stands without the pipeline module."""
+    code = (
+        "import sys, tvm_intsmooth.smoothing.api, tvm_intsmooth.smoothing.count_votes;"
+        "assert 'tvm_intsmooth.pipeline' not in sys.modules, 'smoothing imports the pipeline'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

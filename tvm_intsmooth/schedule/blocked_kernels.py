@@ -1,0 +1,169 @@
+"""Tensor expressions and weight packing of the blocked (NCHW16c) integer kernels.
+
+Activations are ``[B, C/16, H, W, 16]``: channel ``c`` lives at block ``c // 16``, lane ``c % 16``;
+channel counts that are not multiples of 16 are padded with lanes that the next layer's weights
+ignore (zero weights). Convolution weights are packed at compile time into the block of the
+dot-product intrinsics, ``[K/16, C/16, KH, KW, 4, 16, 4]`` (16 output channels x 4 groups of 4
+input channels), the form of ``topi.nn.conv2d_NCHWc_int8`` that MetaSchedule tensorizes.
+Every kernel accumulates in int32 in any order: exact, since the accumulator's worst case is
+checked to fit (see :mod:`tvm_intsmooth.schedule.blocked_layout`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx, topi
+
+BLOCK = 16  # channels per activation block (and output channels per weight block)
+INNER = 4  # input channels per dot-product group (vpdpbusd, sdot)
+INPUT_INNER = 2  # input channels per group for 16-bit input pixels (vpmaddwd)
+SHIFT = 128  # zero point of a shifted (possibly negative) int8 input as uint8
+
+CONV_BLOCK_NAME = "conv2d_NCHWc_int8"  # topi's block name, looked up by the default schedule
+
+
+def blocks(channels: int) -> int:
+    """Number of 16-channel blocks that hold ``channels`` channels."""
+    return -(-channels // BLOCK)
+
+
+def _pad_axis(a: np.ndarray, axis: int, size: int) -> np.ndarray:
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, size - a.shape[axis])
+    return np.pad(a, widths)
+
+
+def pack_conv_weight(weight: np.ndarray) -> np.ndarray:
+    """OIHW int8 weights -> ``[K/16, C/16, KH, KW, 4, 16, 4]``, zero-padded channels."""
+    k, c, kh, kw = weight.shape
+    kb, cb = blocks(k), blocks(c)
+    w = _pad_axis(_pad_axis(weight, 0, kb * BLOCK), 1, cb * BLOCK)
+    w = w.reshape(kb, BLOCK, cb, BLOCK // INNER, INNER, kh, kw)
+    return np.ascontiguousarray(w.transpose(0, 2, 5, 6, 3, 1, 4))
+
+
+def input_block(channels: int) -> int:
+    """Channel block of the network input: the channels rounded up to a multiple of
+    ``INPUT_INNER`` (at most 16), so that a 3-channel image is padded to 4, not 16."""
+    return min(BLOCK, -(-channels // INPUT_INNER) * INPUT_INNER)
+
+
+def pack_input_conv_weight(weight: np.ndarray) -> np.ndarray:
+    """OIHW int8 weights of the first conv -> ``[K/16, C/cb, KH, KW, cb/2, 16, 2]``."""
+    k, c, kh, kw = weight.shape
+    cb = input_block(c)
+    kb, cblocks = blocks(k), -(-c // cb)
+    w = _pad_axis(_pad_axis(weight, 0, kb * BLOCK), 1, cblocks * cb)
+    w = w.reshape(kb, BLOCK, cblocks, cb // INPUT_INNER, INPUT_INNER, kh, kw)
+    return np.ascontiguousarray(w.transpose(0, 2, 5, 6, 3, 1, 4))
+
+
+def pack_depthwise_weight(weight: np.ndarray) -> np.ndarray:
+    """Depthwise weights ``[C, 1, KH, KW]`` -> ``[C/16, KH, KW, 16]``."""
+    c, _, kh, kw = weight.shape
+    w = _pad_axis(weight[:, 0], 0, blocks(c) * BLOCK).reshape(blocks(c), BLOCK, kh, kw)
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
+
+
+def block_const(value: np.ndarray, channels: int) -> np.ndarray:
+    """A constant broadcastable to ``[B, C, H, W]`` in the blocked layout (zero-padded lanes)."""
+    if value.ndim == 0:
+        return value
+    a = value.reshape((1,) * (4 - value.ndim) + value.shape)
+    if a.shape[1] == 1:
+        return a.reshape(a.shape[0], 1, a.shape[2], a.shape[3], 1)
+    a = _pad_axis(a, 1, blocks(channels) * BLOCK)
+    a = a.reshape(a.shape[0], blocks(channels), BLOCK, a.shape[2], a.shape[3])
+    return np.ascontiguousarray(a.transpose(0, 1, 3, 4, 2))
+
+
+def compensation(weight: np.ndarray) -> np.ndarray:
+    """``-128 * sum(w)`` per output channel, blocked: undoes the +128 shift of a signed input."""
+    total = weight.astype(np.int64).reshape(weight.shape[0], -1).sum(axis=1)
+    return block_const((-SHIFT * total).astype(np.int32).reshape(1, -1, 1, 1), weight.shape[0])
+
+
+def to_blocked(x: te.Tensor, block: int = BLOCK) -> te.Tensor:
+    """``[B, C, H, W]`` -> ``[B, C/block, H, W, block]``, padded lanes zero."""
+    b, c, h, w = x.shape
+    channels = int(c)
+
+    def value(n, cb, y, z, ci):
+        ch = cb * block + ci
+        return tirx.if_then_else(ch < channels, x[n, ch, y, z], tirx.const(0, x.dtype))
+
+    return te.compute((b, -(-channels // block), h, w, block), value, name="to_blocked")
+
+
+def from_blocked(x: te.Tensor, channels: int, dtype: str) -> te.Tensor:
+    """``[B, C/16, H, W, 16]`` -> ``[B, C, H, W]`` as ``dtype`` (values unchanged)."""
+    b, _, h, w, _ = x.shape
+    return te.compute(
+        (b, channels, h, w),
+        lambda n, c, y, z: x[n, c // BLOCK, y, z, c % BLOCK].astype(dtype),
+        name="from_blocked",
+    )
+
+
+def shift_to_uint8(x: te.Tensor, padding: tuple[int, int, int, int]) -> te.Tensor:
+    """Signed blocked int8 -> uint8 ``x + 128``, spatially padded with the shifted zero (128)."""
+    top, left, bottom, right = padding
+    b, cb, h, w, lanes = x.shape
+    height, width = int(h), int(w)
+
+    def value(n, c, y, z, ci):
+        inside = tirx.all(y >= top, y < top + height, z >= left, z < left + width)
+        shifted = (x[n, c, y - top, z - left, ci].astype("int16") + SHIFT).astype("uint8")
+        return tirx.if_then_else(inside, shifted, tirx.const(SHIFT, "uint8"))
+
+    shape = (b, cb, height + top + bottom, width + left + right, lanes)
+    return te.compute(shape, value, name="shift_to_uint8")
+
+
+def conv_blocked(data, kernel, strides, padding, dilation) -> te.Tensor:
+    """Blocked data x packed int8 weights -> blocked int32 (topi's conv2d_NCHWc_int8).
+
+    The reduction group is the kernel's last axis: 4 for 8-bit data, 2 for the int16 input.
+    """
+    layout = f"NCHW{int(data.shape[4])}c"
+    return topi.nn.conv2d_NCHWc_int8(
+        data, kernel, strides, padding, dilation, layout, "NCHW16c", "int32", int(kernel.shape[6])
+    )
+
+
+def _padded(data: te.Tensor, padding, spatial_axes: tuple[int, int]) -> te.Tensor:
+    top, left, bottom, right = padding
+    if not any(padding):
+        return data
+    before = [0] * len(data.shape)
+    after = [0] * len(data.shape)
+    before[spatial_axes[0]], before[spatial_axes[1]] = top, left
+    after[spatial_axes[0]], after[spatial_axes[1]] = bottom, right
+    return topi.nn.pad(data, before, after, name="data_pad")
+
+
+def _out_size(size, pad_sum: int, kernel: int, stride: int, dilation: int) -> int:
+    return (int(size) + pad_sum - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def conv_depthwise_blocked(data, kernel, strides, padding, dilation) -> te.Tensor:
+    """Blocked data x ``[C/16, KH, KW, 16]`` depthwise weights -> blocked int32."""
+    b, cb, h, w, lanes = data.shape
+    _, kh, kw, _ = (int(v) for v in kernel.shape)
+    top, left, bottom, right = padding
+    oh = _out_size(h, top + bottom, kh, strides[0], dilation[0])
+    ow = _out_size(w, left + right, kw, strides[1], dilation[1])
+    pad = _padded(data, padding, (2, 3))
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    return te.compute(
+        (b, cb, oh, ow, lanes),
+        lambda n, c, y, z, ci: te.sum(
+            pad[
+                n, c, y * strides[0] + ry * dilation[0], z * strides[1] + rx * dilation[1], ci
+            ].astype("int32")
+            * kernel[c, ry, rx, ci].astype("int32"),
+            axis=[ry, rx],
+        ),
+        name="depthwise_conv2d_NCHWc",
+    )

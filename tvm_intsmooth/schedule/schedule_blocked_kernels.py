@@ -1,0 +1,118 @@
+"""ScheduleBlockedKernels: the untuned default schedule of the fused blocked convolutions.
+
+After FuseOps/FuseTIR each blocked convolution (``blocked_kernels.conv_blocked``) is one PrimFunc
+with its padding, its ``conv2d_NCHWc_int8`` reduction and its elementwise epilogue
+(requantization, clamp, residual add). This pass gives every such PrimFunc a fixed schedule:
+
+- the epilogue's blocks are inlined into its last block, which is computed right after each
+  strip of output columns (``reverse_compute_at``), so the int32 accumulators are requantized
+  while they are in cache and never written out whole;
+- the convolution's loops are ``n, oc_chunk, oh`` (fused, parallel), ``ow`` in strips of 4, the
+  reduction ``kh, kw, ic_outer, ic_group``, then 4 columns x 16 output lanes x the inner
+  reduction: the target's dot-product intrinsic where it has one (``intrinsics``), else a
+  vectorized int32 loop over the 16 lanes.
+
+Integer results do not depend on the schedule; MetaSchedule databases (when tuned) replace it.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import s_tir, tirx
+
+from .blocked_kernels import CONV_BLOCK_NAME
+
+OW_BLOCK = 4  # output columns per strip (independent accumulators sharing each weight load)
+
+
+def _intrin_for(target: tvm.target.Target, data_dtype: str):
+    """The target's tensor intrinsic for ``data_dtype`` or None (no intrinsic, or none landed)."""
+    try:
+        from .intrinsics import tensor_intrin_for
+    except ImportError:
+        return None
+    return tensor_intrin_for(target, data_dtype=data_dtype)
+
+
+def _find_block(sch: s_tir.Schedule, name: str):
+    """The root's child block called ``name``, or None (also for hand-written PrimFuncs)."""
+    try:
+        children = sch.get_child_blocks(sch.get_sblock("root"))
+    except s_tir.ScheduleError:  # no root block: not a TE-style function
+        return None
+    names = [sch.get(b).name_hint for b in children]
+    return children[names.index(name)] if name in names else None
+
+
+def _conv_data_dtype(sch: s_tir.Schedule, block) -> str:
+    reads = sch.get(block).reads
+    return str(reads[0].source.dtype)
+
+
+def _strip(extent: int) -> int:
+    return max(d for d in range(1, min(OW_BLOCK, extent) + 1) if extent % d == 0)
+
+
+def _generic_conv(sch: s_tir.Schedule, block) -> None:
+    """Loops as the tensorized schedule, innermost 16 lanes vectorized."""
+    n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = sch.get_loops(block)
+    extent = int(sch.get(ow).extent)
+    ow_o, ow_i = sch.split(ow, [None, _strip(extent)])
+    sch.reorder(ow_o, kh, kw, ico, icf, ow_i, ics, ocb)
+    sch.parallel(sch.fuse(n, occ, oh))
+    sch.unroll(ow_i)
+    sch.unroll(ics)
+    sch.vectorize(ocb)
+    init = sch.decompose_reduction(block, kh)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _fuse_epilogue(sch: s_tir.Schedule, conv) -> None:
+    """Inline the elementwise blocks after the conv into the last one, computed per output row
+    (before the conv's loops are split: they then nest inside the row loop)."""
+    root = sch.get_sblock("root")
+    blocks = sch.get_child_blocks(root)
+    names = [sch.get(b).name_hint for b in blocks]
+    after = blocks[names.index(CONV_BLOCK_NAME) + 1 :]
+    for block in after[:-1]:
+        sch.compute_inline(block)
+    if after:
+        sch.reverse_compute_at(after[-1], sch.get_loops(conv)[2])
+        lanes = sch.get_loops(after[-1])[-1]
+        sch.vectorize(lanes)
+
+
+def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc:
+    """The scheduled PrimFunc, or ``func`` unchanged where it holds no blocked conv."""
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    conv = _find_block(sch, CONV_BLOCK_NAME)
+    if conv is None:
+        return func
+    intrin = _intrin_for(target, _conv_data_dtype(sch, conv))
+    reduce = int(sch.get(conv).iter_vars[-1].dom.extent)
+    _fuse_epilogue(sch, conv)
+    if intrin is not None and intrin.reduce == reduce:
+        from .intrinsics import tensorize_blocked_conv
+
+        tensorize_blocked_conv(sch, conv, intrin, ow_block=OW_BLOCK)
+    else:
+        _generic_conv(sch, conv)
+    pad = _find_block(sch, "data_pad")
+    if pad is not None:
+        sch.parallel(sch.get_loops(pad)[0])
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+@tvm.transform.module_pass(opt_level=0, name="ScheduleBlockedKernels")
+class ScheduleBlockedKernels:
+    """Apply :func:`schedule_blocked_conv` to every PrimFunc of the module."""
+
+    def __init__(self, target: tvm.target.Target):
+        self.target = target
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        out = tvm.IRModule({gv: f for gv, f in mod.functions_items()}, attrs=mod.attrs)
+        for gv, func in mod.functions_items():
+            if isinstance(func, tirx.PrimFunc):
+                out[gv] = schedule_blocked_conv(func, self.target)
+        return out
