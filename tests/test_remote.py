@@ -274,6 +274,23 @@ def test_certify_tracker_shards_and_matches_local(
     assert rows(out) == local_rows[:7]
 
 
+def test_wrong_key_and_tracker_gone(artifacts, qdq_data, emulated, tmp_path):
+    tracker = "{}:{}".format(*emulated["tracker"])
+    out = tmp_path / "x.tsv"
+    proc = intsmooth(*certify_args(artifacts["qdq", "rpi4"], qdq_data, out, "--tracker", tracker,
+                                   "--key", "rpi3"))  # fmt: skip
+    line = error_line(proc)
+    assert "no server registered under the key 'rpi3'" in line and "'rpi'" in line, line
+
+    with rpc_tracker() as (gone, proc):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with pytest.raises(IntSmoothError, match="no TVM RPC tracker at .* connection refused"):
+            Device.parse(tracker="{}:{}".format(*gone), key="rpi").open()
+        with pytest.raises(IntSmoothError, match="no TVM RPC tracker"):
+            EmulatedPi(free_port(), tracker=gone, key="rpi").start()
+
+
 def run_and_strike(args, out: Path, strike, timeout=400) -> subprocess.CompletedProcess:
     """Run the CLI; call ``strike()`` once its first row is written; wait for it to end."""
     cmd = [sys.executable, "-m", "tvm_intsmooth.cli", *map(str, args)]
@@ -347,23 +364,6 @@ def test_server_that_never_answers_times_out():
         with pytest.raises(IntSmoothError, match="did not answer within 2 s"):
             Device.parse(rpc=f"127.0.0.1:{port}", timeout=2).open()
         assert time.monotonic() - start < 10
-
-
-def test_wrong_key_and_tracker_gone(artifacts, qdq_data, emulated, tmp_path):
-    tracker = "{}:{}".format(*emulated["tracker"])
-    out = tmp_path / "x.tsv"
-    proc = intsmooth(*certify_args(artifacts["qdq", "rpi4"], qdq_data, out, "--tracker", tracker,
-                                   "--key", "rpi3"))  # fmt: skip
-    line = error_line(proc)
-    assert "no server registered under the key 'rpi3'" in line and "'rpi'" in line, line
-
-    with rpc_tracker() as (gone, proc):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        with pytest.raises(IntSmoothError, match="no TVM RPC tracker at .* connection refused"):
-            Device.parse(tracker="{}:{}".format(*gone), key="rpi").open()
-        with pytest.raises(IntSmoothError, match="no TVM RPC tracker"):
-            EmulatedPi(free_port(), tracker=gone, key="rpi").start()
 
 
 def test_library_for_another_architecture(artifacts, emulated):

@@ -29,18 +29,22 @@ class BenchResult:
 
     @property
     def median_s(self) -> float:
+        """Median seconds per batch over the repeats."""
         return float(np.median(self.batch_seconds))
 
     @property
     def p90_s(self) -> float:
+        """90th percentile of the seconds per batch over the repeats."""
         return float(np.percentile(self.batch_seconds, 90))
 
     @property
     def samples_per_s(self) -> float:
+        """Noisy samples per second at the median batch latency."""
         return self.batch / self.median_s
 
     @property
     def emulated(self) -> bool:
+        """Whether the device reported an emulator (its timings mean nothing)."""
         return bool(self.device.get("emulator"))
 
     def summary(self) -> str:

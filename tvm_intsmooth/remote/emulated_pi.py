@@ -141,6 +141,7 @@ class EmulatedPi:
 
     @property
     def running(self) -> bool:
+        """Whether the server process is alive."""
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

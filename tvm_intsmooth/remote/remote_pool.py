@@ -43,9 +43,15 @@ class CertifyJob:
 
 def _worker_main(conn, device: Device, artifact: str, options: dict) -> None:
     """A worker process: open a session, load the artifact there, certify until told to stop."""
+    import threading
+
+    from tqdm import tqdm
+
     from ..runtime import SmoothedClassifier
     from .session import device_report
 
+    # tqdm's default lock is a multiprocessing semaphore, which a killed worker would leak
+    tqdm.set_lock(threading.RLock())
     conn.send(("started", None))  # imports done: the timeout counts from here
     try:
         session = device.open()
@@ -200,7 +206,8 @@ def certify_remote(
                     raise IntSmoothError(value)
                 else:  # "unavailable", "failed", "timeout", "exited"
                     live.remove(w)
-                    w.proc.kill()
+                    if kind == "timeout":
+                        w.proc.kill()
                     w.stop()
                     lost = ""
                     if w.job is not None:

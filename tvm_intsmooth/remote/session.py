@@ -154,6 +154,7 @@ class Device:
 
     @property
     def is_local(self) -> bool:
+        """True for this machine (no --rpc, no --tracker)."""
         return self.rpc is None and self.tracker is None
 
     def __str__(self) -> str:

@@ -209,7 +209,9 @@ class SmoothedClassifier(CohenProcedures):
     :mod:`tvm_intsmooth.runtime.cohen_procedures`).
     """
 
-    def __init__(self, vm: relax.VirtualMachine, meta: dict, device=None):
+    def __init__(
+        self, vm: relax.VirtualMachine, meta: dict, device: tvm.runtime.Device | None = None
+    ):
         self.vm = vm
         self.device = tvm.cpu() if device is None else device  # remote for an RPC session's VM
         self.meta = meta
