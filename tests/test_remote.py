@@ -1,9 +1,9 @@
 """TVM RPC: an emulated Raspberry Pi (qemu-user), ARM counts equal to x86, tracker sharding, faults.
 
 The emulated Pis run the aarch64 builds of the rpi4 and rpi5 targets; their vote counts must equal
-the x86 build's bit for bit (DESIGN.md section 5). The emulator's cache (arm64 Debian root and
-aarch64 TVM wheels, ~150 MB of downloads) is the user's, prepared here when missing, so that CI
-prepares it once. Everything started here (emulators, trackers, servers, CLI runs) runs in its
+the x86 build's bit for bit (every operation is integer). The emulator's cache (arm64 Debian root
+and aarch64 TVM wheels, ~150 MB of downloads) is the user's, prepared here when missing, so that
+CI prepares it once. Everything started here (emulators, trackers, servers, CLI runs) runs in its
 own process group and is killed in the fixtures' teardown.
 """
 
@@ -285,7 +285,7 @@ def test_wrong_key_and_tracker_gone(artifacts, qdq_data, emulated, tmp_path):
     with rpc_tracker() as (gone, proc):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        with pytest.raises(IntSmoothError, match="no TVM RPC tracker at .* connection refused"):
+        with pytest.raises(IntSmoothError, match=r"no TVM RPC tracker at .*\(connection refused\)"):
             Device.parse(tracker="{}:{}".format(*gone), key="rpi").open()
         with pytest.raises(IntSmoothError, match="no TVM RPC tracker"):
             EmulatedPi(free_port(), tracker=gone, key="rpi").start()

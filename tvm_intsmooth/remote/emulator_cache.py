@@ -1,6 +1,6 @@
 """The emulated Raspberry Pi's files: an arm64 Debian root and aarch64 TVM wheels, cached once.
 
-DESIGN.md section 7: ``debootstrap`` downloads the arm64 packages of Debian's minimal base plus
+``debootstrap`` downloads the arm64 packages of Debian's minimal base plus
 Python 3.11 (``--download-only``: the second stage cannot run without binfmt_misc, and the
 download needs no root), ``dpkg -x`` unpacks them, and the aarch64 wheels of the host's own TVM,
 tvm-ffi, numpy and ml_dtypes versions are unzipped beside the root. About 150 MB of downloads,
@@ -147,7 +147,7 @@ def prepare(
     refresh: bool = False,
     progress: Progress | None = None,
 ) -> EmulatorRoot:
-    """Prepare the emulated Pi's files once and return them (DESIGN.md section 7).
+    """Prepare the emulated Pi's files once and return them (see the module docstring).
 
     Safe to call from several processes at once: one prepares under a file lock, the others wait
     and reuse its result. A cache left half-prepared (no completion marker) is removed and
