@@ -20,7 +20,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def heavy_modules_after(*argv: str) -> list[str]:
+def heavy_modules_after(*argv: str, extra: tuple[str, ...] = ()) -> list[str]:
     code = (
         "import sys\n"
         "from tvm_intsmooth.cli.main import main\n"
@@ -28,7 +28,7 @@ def heavy_modules_after(*argv: str) -> list[str]:
         f"    main({list(argv)!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"print(sorted(m for m in {HEAVY + extra!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -47,6 +47,7 @@ def results(tmp_path_factory):
 
 def test_help_loads_no_compiler():
     assert heavy_modules_after("--help") == []
+    assert heavy_modules_after("--help", extra=("scipy",)) == []  # nor the statistics
 
 
 def test_report_loads_no_compiler(results):

@@ -9,6 +9,8 @@ end-to-end tests check).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tvm
@@ -18,6 +20,8 @@ from tvm import relax, tirx
 from tvm.relax import op as R
 from tvm.relax.backend.cpu_generic import pipeline as cpu
 
+from tvm_intsmooth.assets import ASSETS
+from tvm_intsmooth.data import load_npz
 from tvm_intsmooth.errors import UnsupportedModelError
 from tvm_intsmooth.importer import import_onnx
 from tvm_intsmooth.quantize import quantize_static
@@ -29,6 +33,8 @@ from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
 from tvm_intsmooth.schedule.targets import resolve_target
 
 MODELS = {**TEST_MODELS, "signed_input": signed_input_model}
+MANIFEST = json.loads((ASSETS / "models" / "manifest.json").read_text())["models"]
+DATA = {(1, 28, 28): "fashion_mnist_test500.npz", (3, 32, 32): "fashion_mnist32_test500.npz"}
 
 
 def _packed_conv(w: np.ndarray) -> np.ndarray:
@@ -93,17 +99,17 @@ def _expected_two_convs(lo: int, w1, w2, bias, batch) -> tvm.IRModule:
     with bb.function("main", [x]):
         with bb.dataflow():
             x4 = te(K.to_blocked, x, 4)  # 3 channels padded to 4, int16 kept
-            c1 = te(K.conv_blocked, x4, relax.const(_packed_input(w1)), one, pad, one)
+            c1 = te(K.conv_blocked, x4, relax.const(_packed_input(w1)), one, pad, one, 32768)
             b = bb.emit(R.add(c1, _blocked_channel_const(bias, "int32")))
             clipped = bb.emit(R.clip(b, lo, 127))
             packed2 = relax.const(_packed_conv(w2))
             if lo >= 0:  # post-ReLU: the same bytes, as uint8
                 q = bb.emit(R.astype(clipped, "uint8"))
-                c2 = te(K.conv_blocked, q, packed2, one, pad, one)
+                c2 = te(K.conv_blocked, q, packed2, one, pad, one, 127)
             else:  # signed: +128, padded with 128, and -128 * sum(w) per output channel
                 q = bb.emit(R.astype(clipped, "int8"))
                 shifted = te(K.shift_to_uint8, q, pad)
-                acc = te(K.conv_blocked, shifted, packed2, one, no_pad, one)
+                acc = te(K.conv_blocked, shifted, packed2, one, no_pad, one, 255)
                 fix = -128 * w2.astype(np.int64).reshape(5, -1).sum(1)
                 c2 = bb.emit(R.add(acc, _blocked_channel_const(fix, "int32")))
             out = bb.emit_output(te(K.from_blocked, c2, 5, "int32"))
@@ -200,3 +206,16 @@ def test_each_conv_is_one_primfunc_with_its_epilogue(quantized, name):
     )
     shifts = ["shift_to_uint8"] if name == "signed_input" else []  # the one signed 3x3 input
     assert blocked_readers == ["from_blocked", *shifts], blocked_readers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", MANIFEST, ids=[m["file"] for m in MANIFEST])
+def test_bundled_int16_classifier_is_exact(entry):
+    """The bundled models as smoothing compiles them (int16 noisy pixels, blocked by default):
+    logits equal to the numpy interpreter's on unclipped noisy images."""
+    x, _ = load_npz(ASSETS / "data" / DATA[tuple(entry["input_shape"])])
+    mod = quantize_static(ASSETS / "models" / entry["file"], x[:64], input_dtype="int16").mod
+    noise = np.random.default_rng(3).integers(-150, 151, (4, *x.shape[1:]))
+    noisy = (x[64:68].astype(np.int16) + noise).astype(np.int16)
+    got = _run(build(mod, "host", require_integer_only=True), noisy)
+    np.testing.assert_array_equal(got, interpret(mod, noisy))

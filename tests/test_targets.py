@@ -10,9 +10,10 @@ from tvm.target import codegen
 
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule import TargetSpec, list_targets, resolve_target
-from tvm_intsmooth.schedule.targets import targets_dir
+from tvm_intsmooth.schedule import targets as T
+from tvm_intsmooth.schedule.targets import cpuinfo_features, host_target_name, targets_dir
 
-BUNDLED = ["rpi4", "rpi5", "x86-64", "x86-vnni"]
+BUNDLED = ["rpi4", "rpi5", "x86-64", "x86-avx2", "x86-vnni"]
 
 
 def has(spec: TargetSpec, feature: str) -> bool:
@@ -37,12 +38,14 @@ def test_bundled_file_parses_into_its_tvm_target(name):
 
 
 def test_x86_flags():
-    vnni, generic = resolve_target("x86-vnni"), resolve_target("x86-64")
-    for spec in (vnni, generic):
+    vnni, avx2 = resolve_target("x86-vnni"), resolve_target("x86-avx2")
+    generic = resolve_target("x86-64")
+    for spec in (vnni, avx2, generic):
         assert spec.target.attrs["mtriple"].startswith("x86_64")
         assert spec.cross_compiler is None
     assert has(vnni, "avx512vnni") and has(vnni, "avx512bw")
     assert str(vnni.target.attrs["mcpu"]) == "cascadelake"
+    assert has(avx2, "avx2") and has(avx2, "fma") and not has(avx2, "avx512f")
     assert not has(generic, "avx512vnni") and not has(generic, "avx2") and has(generic, "sse2")
 
 
@@ -65,13 +68,74 @@ def test_raspberry_pi_flags():
 def test_host_target():
     spec = resolve_target("host")
     assert spec.name == "host" and spec.cross_compiler is None
-    assert spec.target.attrs["mcpu"] == codegen.llvm_get_system_cpu()
     expected = min(
         c
         for c in (psutil.cpu_count(logical=False), len(os.sched_getaffinity(0)), os.cpu_count())
         if c
     )
     assert spec.num_cores == expected
+    resolved = host_target_name()
+    assert spec.resolved == resolved and spec.resolved_name == (resolved or "host")
+    if resolved is None:  # no bundled target fits: LLVM's own view of this CPU
+        assert spec.target.attrs["mcpu"] == codegen.llvm_get_system_cpu()
+    else:  # the bundled file's flags, this machine's core count
+        bundled = resolve_target(resolved)
+        assert spec.target.attrs["mcpu"] == bundled.target.attrs["mcpu"]
+        assert list(spec.target.attrs.get("mattr", [])) == list(
+            bundled.target.attrs.get("mattr", [])
+        )
+        # every feature the bundled target compiles for, this CPU has (LLVM's view of it)
+        arch, llvm_features = T.llvm_host_features()
+        assert dict(T._HOST_CHOICES[arch])[resolved] <= llvm_features
+
+
+ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse sse2 avx avx2 fma bmi1 bmi2 f16c movbe avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni\n"  # noqa: E501
+HASWELL = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma bmi1 bmi2 f16c movbe\n"
+SANDY = "processor\t: 0\nflags\t\t: fpu sse sse2 avx\n"
+SKYLAKE_X = HASWELL.replace("movbe", "movbe avx512f avx512dq avx512cd avx512bw avx512vl")
+A76 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 atomics asimddp\n"
+A72 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        (ZEN4, "x86-vnni"),
+        (HASWELL, "x86-avx2"),
+        (SKYLAKE_X, "x86-avx2"),  # AVX-512 without VNNI: the AVX2 kernels
+        (SANDY, "x86-64"),
+        (A76, "rpi5"),
+        (A72, "rpi4"),
+        ("processor\t: 0\ncpu\t\t: POWER9\n", None),
+    ],
+)
+def test_host_target_name_from_cpuinfo(cpuinfo, expected):
+    assert host_target_name(*cpuinfo_features(cpuinfo)) == expected
+
+
+def test_cpuinfo_names_become_llvm_names():
+    arch, features = cpuinfo_features(A76)
+    assert arch == "aarch64" and {"neon", "dotprod"} <= features and "asimddp" not in features
+    arch, features = cpuinfo_features(ZEN4)
+    assert arch == "x86_64" and {"avx512vnni", "bmi", "avx2"} <= features
+
+
+def test_host_features_fall_back_to_llvm(monkeypatch):
+    """Without a readable /proc/cpuinfo, the features come from LLVM's host CPU, and agree."""
+    from_cpuinfo = T.host_features()
+    monkeypatch.setattr(T, "cpuinfo_features", lambda text: (None, set()))
+    arch, features = T.host_features()
+    assert (arch, features) == T.llvm_host_features()
+    if from_cpuinfo[0] is not None:
+        assert arch == from_cpuinfo[0]
+        assert host_target_name(arch, features) == host_target_name(*from_cpuinfo)
+
+
+def test_host_without_bundled_match_keeps_llvm_cpu(monkeypatch):
+    monkeypatch.setattr(T, "host_target_name", lambda: None)
+    spec = resolve_target("host")
+    assert spec.resolved is None and spec.resolved_name == "host"
+    assert spec.target.attrs["mcpu"] == codegen.llvm_get_system_cpu()
 
 
 def test_with_num_cores_keeps_everything_else():

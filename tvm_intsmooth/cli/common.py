@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..certify.results_writer import fresh_seed  # noqa: F401  (re-exported for the commands)
 from ..errors import DataError, IntSmoothError
 
 

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..assets import DEMO_DATA, DEMO_MODEL
-    from .common import fresh_seed
+    from ..certify.results_writer import fresh_seed
     from .main import main
 
     out = args.out

@@ -11,7 +11,6 @@ from .common import (
     add_data_arguments,
     add_sampling_arguments,
     check_sampling,
-    fresh_seed,
     load_classifier,
     load_data,
     run_metadata,
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..certify import ABSTAIN, sidecar_path
-    from ..certify.results_writer import check_output_folder, write_json_durably
+    from ..certify.results_writer import check_output_folder, fresh_seed, write_json_durably
 
     if args.output is not None:
         check_output_folder(args.output)

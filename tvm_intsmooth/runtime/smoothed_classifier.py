@@ -135,6 +135,7 @@ def save_artifact(smoothed, path: str | os.PathLike, target="host", force: bool 
             "format": ARTIFACT_FORMAT,
             **smoothed.metadata(),
             "target": spec.name,
+            "resolved_target": spec.resolved_name,  # for "host": the bundled target it became
             "target_config": str(spec.target),
             "library_sha256": file_sha256(tmp / "model.so"),
         }

@@ -20,6 +20,7 @@ INPUT_INNER = 2  # input channels per group for 16-bit input pixels (vpmaddwd)
 SHIFT = 128  # zero point of a shifted (possibly negative) int8 input as uint8
 
 CONV_BLOCK_NAME = "conv2d_NCHWc_int8"  # topi's block name, looked up by the default schedule
+DATA_MAX_ATTR = "intsmooth.data_max"  # block annotation: the largest value of the conv's data
 
 
 def blocks(channels: int) -> int:
@@ -120,14 +121,41 @@ def shift_to_uint8(x: te.Tensor, padding: tuple[int, int, int, int]) -> te.Tenso
     return te.compute(shape, value, name="shift_to_uint8")
 
 
-def conv_blocked(data, kernel, strides, padding, dilation) -> te.Tensor:
-    """Blocked data x packed int8 weights -> blocked int32 (topi's conv2d_NCHWc_int8).
+def conv_blocked(data, kernel, strides, padding, dilation, data_max: int) -> te.Tensor:
+    """Blocked data x packed int8 weights -> blocked int32.
 
-    The reduction group is the kernel's last axis: 4 for 8-bit data, 2 for the int16 input.
+    The compute of ``topi.nn.conv2d_NCHWc_int8`` (the form the dot-product intrinsics tensorize):
+    spatial ``n, oc_chunk, oh, ow, oc_block``, reduction ``kh, kw, ic_outer, ic_group, ic_inner``
+    with ``ic_inner`` the kernel's last axis (4 for 8-bit data, 2 for the int16 input). The block
+    is annotated with ``data_max``, the largest data value, so that a schedule can refuse an
+    intrinsic that is exact only below it (AVX2 ``vpmaddubsw``: 127).
     """
-    layout = f"NCHW{int(data.shape[4])}c"
-    return topi.nn.conv2d_NCHWc_int8(
-        data, kernel, strides, padding, dilation, layout, "NCHW16c", "int32", int(kernel.shape[6])
+    b, _, h, w, _ = data.shape
+    kb, cb, kh, kw, groups, lanes, inner = (int(v) for v in kernel.shape)
+    top, left, bottom, right = padding
+    oh = _out_size(h, top + bottom, kh, strides[0], dilation[0])
+    ow = _out_size(w, left + right, kw, strides[1], dilation[1])
+    pad = _padded(data, padding, (2, 3))
+    ry = te.reduce_axis((0, kh), name="kh")
+    rx = te.reduce_axis((0, kw), name="kw")
+    rc = te.reduce_axis((0, cb), name="ic_outer")
+    rg = te.reduce_axis((0, groups), name="ic_f_inner")
+    ri = te.reduce_axis((0, inner), name="ic_s_inner")
+    return te.compute(
+        (b, kb, oh, ow, lanes),
+        lambda n, k, y, z, lane: te.sum(
+            pad[
+                n,
+                rc,
+                y * strides[0] + ry * dilation[0],
+                z * strides[1] + rx * dilation[1],
+                rg * inner + ri,
+            ].astype("int32")
+            * kernel[k, rc, ry, rx, rg, lane, ri].astype("int32"),
+            axis=[ry, rx, rc, rg, ri],
+        ),
+        name=CONV_BLOCK_NAME,
+        attrs={DATA_MAX_ATTR: int(data_max)},
     )
 
 

@@ -30,10 +30,9 @@ from tvm import relax
 from tvm.relax import op as R
 
 from ..errors import UnsupportedModelError
+from ..quantize.accumulator_bounds import accumulator_bound, fits
 from . import blocked_kernels as K
 
-INT32_MAX = 2**31 - 1
-WEIGHT_MAX_ABS = 128  # any int8 weight
 ELEMENTWISE = {
     "relax.astype",
     "relax.add",
@@ -235,6 +234,9 @@ class _BlockedRewriter(relax.PyExprMutator):
         lo, hi = self._range(data)
         fan_in = int(np.prod(weight.shape[1:]))
         data_is_blocked = isinstance(data, relax.Var) and data in self.blocked
+        if not data_is_blocked and str(data.ty.dtype) in ("int8", "uint8") and cin_per_group > 4:
+            self._as_blocked(data)  # 8-bit activations (e.g. after pooling): blocked by 16
+            data_is_blocked = True
         if depthwise:
             x = self._as_blocked(data)
             self._check_accumulator(name, fan_in, max(-lo, hi))
@@ -248,7 +250,9 @@ class _BlockedRewriter(relax.PyExprMutator):
             block = K.input_block(cin_per_group)
             x = self._emit_te(K.to_blocked, self.visit_expr(data), block, name=f"{name}_in")
             packed = relax.const(K.pack_input_conv_weight(weight), "int8")
-            out = self._emit_te(K.conv_blocked, x, packed, strides, padding, dilation, name=name)
+            out = self._emit_te(
+                K.conv_blocked, x, packed, strides, padding, dilation, max(-lo, hi), name=name
+            )
             return _Blocked(out, out_channels, "int32")
         x = self.blocked[data]
         packed = relax.const(K.pack_conv_weight(weight), "int8")
@@ -260,18 +264,20 @@ class _BlockedRewriter(relax.PyExprMutator):
             self._check_accumulator(name, fan_in, 255)
             shifted = self._emit_te(K.shift_to_uint8, x.var, padding, name=f"{name}_shift")
             acc = self._emit_te(
-                K.conv_blocked, shifted, packed, strides, (0, 0, 0, 0), dilation, name=name
+                K.conv_blocked, shifted, packed, strides, (0, 0, 0, 0), dilation, 255, name=name
             )
             fix = relax.const(K.compensation(weight), "int32")
             return _Blocked(self._emit(R.add(acc, fix), f"{name}_fix"), out_channels, "int32")
         self._check_accumulator(name, fan_in, max(-lo, hi))
-        out = self._emit_te(K.conv_blocked, x.var, packed, strides, padding, dilation, name=name)
+        out = self._emit_te(
+            K.conv_blocked, x.var, packed, strides, padding, dilation, max(-lo, hi), name=name
+        )
         return _Blocked(out, out_channels, "int32")
 
     @staticmethod
     def _check_accumulator(name: str, fan_in: int, input_max_abs: int) -> None:
-        bound = fan_in * input_max_abs * WEIGHT_MAX_ABS
-        if bound > INT32_MAX:
+        bound = accumulator_bound(fan_in, input_max_abs)  # any partial sum, any blocking
+        if not fits(bound, "int32"):
             raise UnsupportedModelError(
                 f"ConvertToBlockedInt8: convolution {name!r} sums {fan_in} products of inputs "
                 f"up to {input_max_abs} in magnitude and int8 weights; its worst case "

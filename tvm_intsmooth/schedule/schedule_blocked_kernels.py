@@ -20,7 +20,7 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from .blocked_kernels import CONV_BLOCK_NAME
+from .blocked_kernels import CONV_BLOCK_NAME, DATA_MAX_ATTR
 
 OW_BLOCK = 4  # output columns per strip (independent accumulators sharing each weight load)
 
@@ -90,8 +90,10 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
         return func
     intrin = _intrin_for(target, _conv_data_dtype(sch, conv))
     reduce = int(sch.get(conv).iter_vars[-1].dom.extent)
+    data_max = int(sch.get(conv).annotations.get(DATA_MAX_ATTR, 2**31))
+    exact = intrin is not None and (intrin.max_data is None or data_max <= intrin.max_data)
     _fuse_epilogue(sch, conv)
-    if intrin is not None and intrin.reduce == reduce:
+    if exact and intrin.reduce == reduce:
         from .intrinsics import tensorize_blocked_conv
 
         tensorize_blocked_conv(sch, conv, intrin, ow_block=OW_BLOCK)

@@ -12,7 +12,9 @@ A target file is a small JSON object (targets/README.md)::
 
 The target's flags decide which int8 kernels MetaSchedule generates (VNNI, sdot or NEON smull),
 and ``num-cores`` is the parallelism MetaSchedule tunes for. The name ``host`` is computed at run
-time for the machine this process runs on.
+time for the machine this process runs on: the best bundled target whose instruction sets this
+CPU has (x86-vnni, x86-avx2, x86-64; rpi5-like or rpi4-like on aarch64), with ``num-cores`` set to
+its physical core count; ``TargetSpec.resolved`` names the file it resolved to.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ import tvm
 
 from tvm_intsmooth.errors import IntSmoothError
 
-__all__ = ["TargetSpec", "resolve_target", "list_targets", "targets_dir", "host_target_spec"]
+__all__ = [
+    "TargetSpec",
+    "resolve_target",
+    "list_targets",
+    "targets_dir",
+    "host_target_spec",
+    "host_target_name",
+    "host_features",
+]
 
 HOST = "host"
 _FILE_KEYS = {"description", "target", "host", "cross_compiler"}
@@ -45,6 +55,8 @@ class TargetSpec:
         host: the TVM host target where it differs from ``target`` (None for CPU targets).
         cross_compiler: the C compiler that links the exported library (None: the system one).
         description: one line for people.
+        resolved: for ``host``, the bundled target it resolved to (``x86-vnni``...); None for
+            the others, and for a host that matches no bundled target.
     """
 
     name: str
@@ -52,6 +64,12 @@ class TargetSpec:
     host: tvm.target.Target | None
     cross_compiler: str | None
     description: str
+    resolved: str | None = None
+
+    @property
+    def resolved_name(self) -> str:
+        """The bundled target this is (``host`` resolved: ``x86-vnni``...), else its name."""
+        return self.resolved or self.name
 
     @property
     def num_cores(self) -> int | None:
@@ -105,11 +123,84 @@ def host_num_cores() -> int:
     return max(1, min(counts)) if counts else 1
 
 
-def host_target_spec() -> TargetSpec:
-    """The machine this runs on: LLVM's host CPU and triple, and its physical core count."""
-    cpu = tvm.target.codegen.llvm_get_system_cpu()
+# Bundled targets a host may resolve to, best first, with the CPU features (LLVM names) that the
+# file's mcpu lets LLVM use in the kernels: a host qualifies only if it has all of them.
+_HOST_CHOICES = {
+    "x86_64": [
+        ("x86-vnni", {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni",
+                      "avx2", "fma", "bmi2"}),
+        ("x86-avx2", {"avx2", "fma", "bmi", "bmi2", "f16c", "movbe"}),
+        ("x86-64", set()),
+    ],
+    "aarch64": [("rpi5", {"neon", "dotprod"}), ("rpi4", {"neon"})],
+}  # fmt: skip
+# /proc/cpuinfo spells some flags differently from LLVM.
+_CPUINFO_TO_LLVM = {"avx512_vnni": "avx512vnni", "bmi1": "bmi", "asimd": "neon",
+                    "asimddp": "dotprod"}  # fmt: skip
+
+
+def cpuinfo_features(cpuinfo: str) -> tuple[str | None, set[str]]:
+    """The architecture (``x86_64``/``aarch64``/None) and feature flags, in LLVM's names, of a
+    ``/proc/cpuinfo`` text (the first processor's ``flags`` or ``Features`` line)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("flags", "features"):
+            flags = {_CPUINFO_TO_LLVM.get(f, f) for f in value.split()}
+            return ("x86_64" if key == "flags" else "aarch64"), flags
+    return None, set()
+
+
+def llvm_host_features() -> tuple[str | None, set[str]]:
+    """The architecture and the features LLVM reports for this machine's CPU (the fallback where
+    /proc/cpuinfo is missing)."""
     triple = tvm.target.codegen.llvm_get_system_triple()
-    config = {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "num-cores": host_num_cores()}
+    arch = next((a for a in _HOST_CHOICES if triple.startswith(a)), None)
+    if arch is None and triple.startswith("arm64"):
+        arch = "aarch64"
+    if arch is None:
+        return None, set()
+    cpu = tvm.target.codegen.llvm_get_system_cpu()
+    probe = tvm.target.Target({"kind": "llvm", "mtriple": triple, "mcpu": cpu})
+    wanted = set().union(*(features for _, features in _HOST_CHOICES[arch]))
+    return arch, {f for f in wanted if tvm.target.codegen.target_has_features(f, probe)}
+
+
+def host_features() -> tuple[str | None, set[str]]:
+    """This machine's architecture and CPU features (LLVM names): /proc/cpuinfo, or LLVM's view of
+    the host CPU where that file is missing or unrecognised."""
+    try:
+        arch, features = cpuinfo_features(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        arch, features = None, set()
+    return (arch, features) if arch is not None else llvm_host_features()
+
+
+def host_target_name(arch: str | None = None, features: set[str] | None = None) -> str | None:
+    """The best bundled target for a CPU of ``arch`` with ``features`` (LLVM names), or None if
+    none fits. Without arguments: this machine (:func:`host_features`)."""
+    if features is None:
+        arch, features = host_features()
+    for name, needed in _HOST_CHOICES.get(arch or "", []):
+        if needed <= features:
+            return name
+    return None
+
+
+def host_target_spec() -> TargetSpec:
+    """The machine this runs on: the best bundled target its CPU supports (see
+    :func:`host_target_name`) with ``num-cores`` set to its physical core count; where none
+    fits, LLVM's host CPU and triple."""
+    cores = host_num_cores()
+    cpu = tvm.target.codegen.llvm_get_system_cpu()
+    name = host_target_name()
+    path = targets_dir() / f"{name}.json"
+    if name is not None and path.is_file():
+        bundled = load_target_file(path).with_num_cores(cores)
+        description = f"this machine ({cpu}, {cores} cores) as {name}: {bundled.description}"
+        return replace(bundled, name=HOST, description=description, resolved=name)
+    triple = tvm.target.codegen.llvm_get_system_triple()
+    config = {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "num-cores": cores}
     target = _make_target(config, "the host target")
     return TargetSpec(HOST, target, None, None, f"this machine ({cpu}, {triple})")
 

@@ -1,0 +1,106 @@
+"""Which kernels take the time of one call of the smoothed function, blocked layout or not.
+
+Builds the smoothed classifier (noise + network + votes) twice, with the default CPU pipeline
+(blocked NCHW16c int8 kernels, tensorized where the target has an intrinsic) and with the old
+NCHW path (``default_cpu_pipeline(target, blocked_layout=False)``); checks that both give the
+same votes; times them interleaved; then times every kernel call of each (the Relax VM's
+instrument hook) and prints the largest.
+
+    python benchmarks/kernel_profile.py [--model M.onnx] [--batch 100] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_common import (
+    add_model_argument,
+    machine_description,
+    onnx_input_shape,
+    resolve_model,
+    set_threads,
+)
+from graph_breakdown import IMAGES, interleaved_median_ms
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_model_argument(p)
+    p.add_argument("--batch", type=int, default=100, help="noisy samples per call (default 100)")
+    p.add_argument("--threads", type=int, default=2, help="TVM threads (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per build (default 5)")
+    p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
+    p.add_argument("--top", type=int, default=12, help="kernels listed per build (default 12)")
+    return p.parse_args(argv)
+
+
+def kernel_times(vm, args, calls: int = 3) -> dict[str, tuple[float, int]]:
+    """Seconds per call of the function and calls per call, by kernel symbol."""
+    total: dict[str, float] = collections.defaultdict(float)
+    count: collections.Counter = collections.Counter()
+    started: dict[str, float] = {}
+
+    def instrument(_func, symbol, before_run, _ret, *_args):
+        if before_run:
+            started[symbol] = time.perf_counter()
+        else:
+            total[symbol] += time.perf_counter() - started.pop(symbol)
+            count[symbol] += 1
+        return 0
+
+    vm.set_instrument(instrument)
+    for _ in range(calls):
+        vm["main"](*args)
+    vm.set_instrument(None)
+    return {s: (t / calls, count[s] // calls) for s, t in total.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    import tvm
+    from tvm import relax
+
+    from tvm_intsmooth.schedule import build, resolve_target
+    from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
+    from tvm_intsmooth.smoothing.api import smooth
+
+    with tempfile.TemporaryDirectory() as workdir:
+        model, description = resolve_model(args.model, Path(workdir))
+        with np.load(IMAGES[onnx_input_shape(model)]) as data:
+            images = data["x"]
+        smoothed = smooth(model, images[:64], args.sigma, batch=args.batch)
+    spec = resolve_target("host")
+    words = [np.array([1, 2], np.int64), np.zeros(3, np.int64), np.array([args.batch], np.int64)]
+    inputs = [tvm.runtime.tensor(a) for a in (images[100:101], *words)]
+    vms = {}
+    for name, blocked in (("blocked (default)", True), ("NCHW (old)", False)):
+        pipeline = default_cpu_pipeline(spec.tvm_target, blocked_layout=blocked)
+        start = time.perf_counter()
+        executable = build(smoothed.mod, spec, relax_pipeline=pipeline, require_integer_only=True)
+        print(f"{name}: built in {time.perf_counter() - start:.0f} s")
+        vms[name] = relax.VirtualMachine(executable, tvm.cpu())
+    votes = [vm["main"](*inputs).numpy() for vm in vms.values()]
+    if not np.array_equal(*votes):
+        raise SystemExit(f"the builds disagree: {votes}")
+    print(f"{description}, batch {args.batch}, {args.threads} threads, target {spec.tvm_target}")
+    print(machine_description())
+    print(f"votes equal: {votes[0].ravel().tolist()}")
+    calls = {name: (vm["main"], inputs) for name, vm in vms.items()}
+    for name, ms in interleaved_median_ms(calls, args.repeats).items():
+        print(f"{name:20s} {ms:9.1f} ms per call  {1e3 * args.batch / ms:8.0f} samples/s")
+    for name, vm in vms.items():
+        times = kernel_times(vm, inputs)
+        total = sum(t for t, _ in times.values())
+        print(f"\n{name}: kernels, {1e3 * total:.1f} ms per call in all")
+        for symbol, (t, n) in sorted(times.items(), key=lambda kv: -kv[1][0])[: args.top]:
+            print(f"{1e3 * t:9.1f} ms {100 * t / total:5.1f}%  x{n:<3d} {symbol[:80]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""x86 tensor intrinsics: AVX-512 VNNI, AVX2 (no VNNI) and the int16 pair sum of the first layer.
+
+All three compute ``C[i] += sum_k A[k] * B[i, k]`` over int32 accumulators ``C[0:16]``: one
+broadcast group ``A[0:R]`` of the data times a ``16 x R`` block of the packed weights, the block
+shape of ``topi.nn.conv2d_NCHWc_int8`` (weights ``[K/16, C/cb, KH, KW, cb/R, 16, R]``).
+
+- ``intsmooth_dot_16x4_u8i8i32_vnni``: one ``vpdpbusd`` (uint8 x int8, four products summed into
+  each int32 lane, no intermediate rounding or saturation): exact for every input.
+  TVM 0.27's stock ``dot_16x4_vnni`` passes the multiplicands as ``16 x i32``; LLVM 22's
+  ``llvm.x86.avx512.vpdpbusd.512`` takes ``64 x i8``, so it fails LLVM's verifier. This one
+  reinterprets the operands as bytes, and :func:`register` also puts it under the stock name
+  ``dot_16x4_vnni``, which MetaSchedule's VNNI schedule rules look up.
+- ``intsmooth_dot_16x4_u8i8i32_avx2``: two 8-lane ymm halves, each ``vpmaddubsw`` (uint8 x int8
+  products, adjacent pairs summed into int16 WITH SATURATION) then ``vpmaddwd`` by ones (int16 pairs
+  summed into int32), added to the accumulator. Exact if and only if no pair sum leaves int16:
+  guaranteed when every uint8 operand is at most 127 (2 * 127 * 128 = 32,512 < 32,767), which the
+  integer-only contract gives for post-ReLU inputs (docs/integer_only.md). A data byte of 255 can
+  saturate (255 * 127 * 2 = 64,770), so shifted (0..255) inputs must not use it.
+- ``intsmooth_dot_16x2_i16i8i32_avx512`` / ``..._avx2``: int16 data x int8 weights (sign-extended
+  to int16), ``vpmaddwd``: products of two int16 summed into int32, exact for int8 weights
+  (|sum| <= 2 * 32,768 * 128 = 2^23). For the first layer's int16 noisy pixels.
+"""
+
+from __future__ import annotations
+
+from tvm.s_tir import TensorIntrin
+from tvm.script import tirx as T
+
+from .stock import load_stock
+
+VNNI_U8S8 = "intsmooth_dot_16x4_u8i8i32_vnni"
+AVX2_U8S8 = "intsmooth_dot_16x4_u8i8i32_avx2"
+AVX512_S16S8 = "intsmooth_dot_16x2_i16i8i32_avx512"
+AVX2_S16S8 = "intsmooth_dot_16x2_i16i8i32_avx2"
+STOCK_VNNI = "dot_16x4_vnni"  # TVM 0.27's name, broken with LLVM 22, replaced by ours
+AVX2_MAX_UNSIGNED = 127  # largest uint8 operand for which the AVX2 intrinsic is exact
+
+
+def _desc(data_dtype: str, reduce: int):
+    """The computation every x86 intrinsic here implements: 16 lanes, ``reduce`` products each."""
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (reduce,), data_dtype, offset_factor=1)
+        B = T.match_buffer(b, (16, reduce), "int8", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:reduce], B[0:16, 0:reduce])
+            T.writes(C[0:16])
+            for i, k in T.grid(16, reduce):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return desc
+
+
+@T.prim_func(s_tir=True)
+def _vnni_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
+    B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
+    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+        a_bytes = T.reinterpret(T.broadcast(a_word, 16), dtype="uint8x64")
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+            C.vload([0], dtype="int32x16"),
+            a_bytes,
+            B.vload([0, 0], dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+@T.prim_func(s_tir=True)
+def _avx2_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
+    B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
+    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+        a_bytes = T.reinterpret(T.broadcast(a_word, 8), dtype="uint8x32")
+        # the two 8-lane halves written out: a loop here would put one loop variable into
+        # every place the intrinsic is used
+        C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                a_bytes,
+                B.vload([0, 0], dtype="int8x32"),
+                dtype="int16x16",
+            ),
+            T.broadcast(T.int16(1), 16),
+            dtype="int32x8",
+        )
+        C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                a_bytes,
+                B.vload([8, 0], dtype="int8x32"),
+                dtype="int16x16",
+            ),
+            T.broadcast(T.int16(1), 16),
+            dtype="int32x8",
+        )
+
+
+@T.prim_func(s_tir=True)
+def _avx512_s16_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (16, 2), "int8", offset_factor=1)
+    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+        T.writes(C[0:16])
+        a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
+        a_pairs = T.reinterpret(T.broadcast(a_word, 16), dtype="int16x32")
+        C[T.ramp(T.int32(0), 1, 16)] = C.vload([0], dtype="int32x16") + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.pmaddw.d.512"),
+            a_pairs,
+            T.cast(B.vload([0, 0], dtype="int8x32"), "int16x32"),
+            dtype="int32x16",
+        )
+
+
+@T.prim_func(s_tir=True)
+def _avx2_s16_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (16, 2), "int8", offset_factor=1)
+    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+        T.writes(C[0:16])
+        a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
+        a_pairs = T.reinterpret(T.broadcast(a_word, 8), dtype="int16x16")
+        C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            a_pairs,
+            T.cast(B.vload([0, 0], dtype="int8x16"), "int16x16"),
+            dtype="int32x8",
+        )
+        C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            a_pairs,
+            T.cast(B.vload([8, 0], dtype="int8x16"), "int16x16"),
+            dtype="int32x8",
+        )
+
+
+def register() -> None:
+    """Register the x86 intrinsics, and ours under the stock VNNI name (idempotent)."""
+    load_stock("x86")  # TVM's registrations first, so that ours replace theirs
+    u8, s16 = _desc("uint8", 4), _desc("int16", 2)
+    TensorIntrin.register(VNNI_U8S8, u8, _vnni_impl, override=True)
+    TensorIntrin.register(STOCK_VNNI, u8, _vnni_impl, override=True)
+    TensorIntrin.register(AVX2_U8S8, u8, _avx2_impl, override=True)
+    TensorIntrin.register(AVX512_S16S8, s16, _avx512_s16_impl, override=True)
+    TensorIntrin.register(AVX2_S16S8, s16, _avx2_s16_impl, override=True)
