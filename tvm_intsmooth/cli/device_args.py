@@ -69,3 +69,14 @@ def certifier_from_args(args: argparse.Namespace):
     return RemoteCertifier(
         args.artifact, device, workers=args.workers, timeout=device.timeout, say=say
     )
+
+
+def runner_from_args(args: argparse.Namespace):
+    """``intsmooth tune``'s runner: MetaSchedule's RPC runner on the device the options name,
+    or None (candidates timed on this machine)."""
+    device = device_from_args(args)
+    if device.is_local:
+        return None
+    from ..remote.tune_runner import rpc_runner
+
+    return rpc_runner(device)
