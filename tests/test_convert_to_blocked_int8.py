@@ -10,6 +10,7 @@ end-to-end tests check).
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -197,15 +198,17 @@ def test_each_conv_is_one_primfunc_with_its_epilogue(quantized, name):
     fused = _fused(mod)
     funcs = {gv.name_hint: f for gv, f in fused.functions_items() if isinstance(f, tirx.PrimFunc)}
     conv_funcs = [n for n in funcs if n.startswith("fused_conv")]
-    assert len(conv_funcs) == convs, list(funcs)
-    assert all("right_shift" in n and "clip" in n for n in conv_funcs), conv_funcs
-    # Outside the convolutions, blocked (5-D) tensors are only converted: to the tail, and
-    # (signed inputs) shifted to uint8; no epilogue or residual add is left on its own.
+    with_epilogue = [n for n in conv_funcs if "right_shift" in n and "clip" in n]
+    assert len(with_epilogue) == convs, list(funcs)
+    assert len(conv_funcs) == convs + 1, list(funcs)  # and the dense layer, as a 1x1 conv
+    # Outside the convolutions, blocked (5-D) tensors are only converted: to the pooling tail,
+    # from the dense layer, and (signed inputs) shifted to uint8; no epilogue or residual add
+    # is left on its own.
     blocked_readers = sorted(
         n for n, f in funcs.items() if n not in conv_funcs and len(f.params[0].shape) == 5
     )
     shifts = ["shift_to_uint8"] if name == "signed_input" else []  # the one signed 3x3 input
-    assert blocked_readers == ["from_blocked", *shifts], blocked_readers
+    assert blocked_readers == ["from_blocked", "from_blocked1", *shifts], blocked_readers
 
 
 @pytest.mark.slow
@@ -219,3 +222,44 @@ def test_bundled_int16_classifier_is_exact(entry):
     noisy = (x[64:68].astype(np.int16) + noise).astype(np.int16)
     got = _run(build(mod, "host", require_integer_only=True), noisy)
     np.testing.assert_array_equal(got, interpret(mod, noisy))
+
+
+def _conv_kernels_asm(executable) -> dict[str, str]:
+    """Assembly of each fused conv + requantization kernel's body (``*_compute_``), by name."""
+    funcs: dict[str, list[str]] = {}
+    current = None
+    for line in executable.mod.imports[0].inspect_source("asm").splitlines():
+        match = re.match(r"^([A-Za-z_][\w.]*):", line)
+        if match:
+            current = match.group(1)
+            funcs.setdefault(current, [])
+        elif current is not None:
+            funcs[current].append(line)
+    return {
+        name: "\n".join(body)
+        for name, body in funcs.items()
+        if name.startswith("fused_conv") and "right_shift" in name and name.endswith("_compute_")
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "mnemonic", "first_layer"),
+    [
+        ("x86-vnni", "vpdpbusd", "vpmaddwd"),
+        ("x86-avx2", "vpmaddubsw", "vpmaddwd"),
+        ("rpi5", "sdot", None),
+        ("rpi4", "smull", None),
+    ],
+)
+def test_default_build_tensorizes_every_conv(quantized, target, mnemonic, first_layer):
+    """Cross-compiled (no hardware needed): in the default build every 8-bit conv kernel holds
+    the target's dot-product instruction, and the int16 first layer vpmaddwd on x86."""
+    kernels = _conv_kernels_asm(build(quantized["residual"], target))
+    assert len(kernels) == 6, list(kernels)  # the first (int16) conv and five 8-bit ones
+    first = [name for name in kernels if name.startswith("fused_conv_blocked_add_add")]
+    assert len(first) == 1, list(kernels)
+    for name, asm in kernels.items():
+        if name in first:
+            assert first_layer is None or first_layer in asm, name
+        else:
+            assert mnemonic in asm, name
