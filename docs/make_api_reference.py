@@ -45,6 +45,11 @@ SECTIONS = [
             "max_certifiable_radius",
         ],
     ),
+    (
+        "Remote devices over TVM RPC: tvm_intsmooth.remote",
+        "tvm_intsmooth.remote",
+        ["Device", "EmulatedPi", "prepare", "benchmark", "BenchResult", "RemoteCertifier"],
+    ),
     ("Errors", "tvm_intsmooth.errors", ["IntSmoothError", "UnsupportedModelError", "DataError"]),
 ]
 

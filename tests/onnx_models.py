@@ -203,6 +203,40 @@ def first_pixel_model(shape: tuple[int, ...] = (1, 4, 4)) -> onnx.ModelProto:
     return g.build(g.node("MatMul", [x, g.const(weight, "w")], (2,)))
 
 
+def ort_qdq_model(make, shape: tuple[int, ...], folder) -> onnx.ModelProto:
+    """``make()`` quantized by ONNX Runtime into a QDQ model (int8, per-channel weights,
+    symmetric activations), calibrated on random images; ``folder`` holds its files."""
+    from pathlib import Path
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    from tvm_intsmooth.runtime import float_inputs
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rngs = [np.random.default_rng(i) for i in range(4)]
+            batches = [r.integers(0, 256, (16, *shape), dtype=np.uint8) for r in rngs]
+            self.it = iter({"input": float_inputs(b)} for b in batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    src, dst = Path(folder) / "float.onnx", Path(folder) / "qdq.onnx"
+    onnx.save(make(), src)
+    ort_quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True},
+    )
+    return onnx.load(dst)
+
+
 def signed_input_model() -> onnx.ModelProto:
     """Convolutions whose inputs can be negative (no ReLU between them), channel counts that are
     not multiples of 16, and a depthwise conv of a signed input."""

@@ -198,15 +198,17 @@ def test_each_conv_is_one_primfunc_with_its_epilogue(quantized, name):
     fused = _fused(mod)
     funcs = {gv.name_hint: f for gv, f in fused.functions_items() if isinstance(f, tirx.PrimFunc)}
     conv_funcs = [n for n in funcs if n.startswith("fused_conv")]
-    assert len(conv_funcs) == convs, list(funcs)
-    assert all("right_shift" in n and "clip" in n for n in conv_funcs), conv_funcs
-    # Outside the convolutions, blocked (5-D) tensors are only converted: to the tail, and
-    # (signed inputs) shifted to uint8; no epilogue or residual add is left on its own.
+    with_epilogue = [n for n in conv_funcs if "right_shift" in n and "clip" in n]
+    assert len(with_epilogue) == convs, list(funcs)
+    assert len(conv_funcs) == convs + 1, list(funcs)  # and the dense layer, as a 1x1 conv
+    # Outside the convolutions, blocked (5-D) tensors are only converted: to the pooling tail,
+    # from the dense layer, and (signed inputs) shifted to uint8; no epilogue or residual add
+    # is left on its own.
     blocked_readers = sorted(
         n for n, f in funcs.items() if n not in conv_funcs and len(f.params[0].shape) == 5
     )
     shifts = ["shift_to_uint8"] if name == "signed_input" else []  # the one signed 3x3 input
-    assert blocked_readers == ["from_blocked", *shifts], blocked_readers
+    assert blocked_readers == ["from_blocked", "from_blocked1", *shifts], blocked_readers
 
 
 @pytest.mark.slow
@@ -223,7 +225,7 @@ def test_bundled_int16_classifier_is_exact(entry):
 
 
 def _conv_kernels_asm(executable) -> dict[str, str]:
-    """Assembly of each fused conv kernel's body (the ``*_compute_`` function), by name."""
+    """Assembly of each fused conv + requantization kernel's body (``*_compute_``), by name."""
     funcs: dict[str, list[str]] = {}
     current = None
     for line in executable.mod.imports[0].inspect_source("asm").splitlines():
@@ -236,7 +238,7 @@ def _conv_kernels_asm(executable) -> dict[str, str]:
     return {
         name: "\n".join(body)
         for name, body in funcs.items()
-        if name.startswith("fused_conv") and name.endswith("_compute_")
+        if name.startswith("fused_conv") and "right_shift" in name and name.endswith("_compute_")
     }
 
 

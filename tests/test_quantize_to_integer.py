@@ -8,11 +8,10 @@ here in numpy, independently of the pass.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 import tvm
 from conftest import random_images
-from onnx_models import TEST_MODELS, conv_model, residual_model
+from onnx_models import TEST_MODELS, conv_model, ort_qdq_model, residual_model
 from tvm import relax, tirx
 from tvm.relax import op as R
 
@@ -156,33 +155,6 @@ def test_unknown_operator_is_named():
         QuantizeToInteger({})(bb.get())
 
 
-def _ort_qdq_model(make, shape, tmp_path) -> onnx.ModelProto:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static as ort_quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            batches = [random_images(shape, 16, seed=i) for i in range(4)]
-            self.it = iter({"input": float_inputs(b)} for b in batches)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    src, dst = tmp_path / "float.onnx", tmp_path / "qdq.onnx"
-    onnx.save(make(), src)
-    ort_quantize_static(
-        str(src),
-        str(dst),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        extra_options={"ActivationSymmetric": True},
-    )
-    return onnx.load(dst)
-
-
 def _check_integer_model(qmodel, reference_logits_fn, images, min_agreement):
     assert check_integer_only(qmodel.mod) == []
     assert check_integer_only(lower(qmodel.mod)) == []
@@ -206,7 +178,7 @@ def test_integer_model_is_exact_and_agrees(name, quantized_test_models):
 def test_onnxruntime_qdq_model(make, shape, tmp_path):
     import onnxruntime as ort
 
-    model = _ort_qdq_model(make, shape, tmp_path)
+    model = ort_qdq_model(make, shape, tmp_path)
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
     qmodel = quantize_static(model, random_images(shape, 64, seed=3))
     # Compared with the float model: ORT's own QDQ run quantizes the input pixels to 7 bits.

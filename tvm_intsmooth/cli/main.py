@@ -14,16 +14,28 @@ import sys
 from .. import __version__
 from ..errors import IntSmoothError
 from . import (
+    bench_cmd,
     certify_cmd,
     compile_cmd,
     demo_cmd,
+    emulate_pi_cmd,
     predict_cmd,
     quantize_cmd,
     report_cmd,
     tune_cmd,
 )
 
-COMMANDS = [demo_cmd, quantize_cmd, compile_cmd, tune_cmd, certify_cmd, predict_cmd, report_cmd]
+COMMANDS = [
+    demo_cmd,
+    quantize_cmd,
+    compile_cmd,
+    tune_cmd,
+    certify_cmd,
+    predict_cmd,
+    report_cmd,
+    bench_cmd,
+    emulate_pi_cmd,
+]
 QUIET_HELP = "no progress bars"
 USER_ERROR = 1
 

@@ -218,8 +218,11 @@ class SmoothedClassifier(CohenProcedures):
     :mod:`tvm_intsmooth.runtime.cohen_procedures`).
     """
 
-    def __init__(self, vm: relax.VirtualMachine, meta: dict):
+    def __init__(
+        self, vm: relax.VirtualMachine, meta: dict, device: tvm.runtime.Device | None = None
+    ):
         self.vm = vm
+        self.device = tvm.cpu() if device is None else device  # remote for an RPC session's VM
         self.meta = meta
         self.input_shape = tuple(meta["input_shape"])
         self.num_classes = int(meta["num_classes"])
@@ -228,8 +231,9 @@ class SmoothedClassifier(CohenProcedures):
         self.tv_bound = float(meta["tv_bound"])
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SmoothedClassifier:
-        """Load an artifact folder written by :func:`save_artifact` (for this machine).
+    def load(cls, path: str | os.PathLike, session=None) -> SmoothedClassifier:
+        """Load an artifact folder written by :func:`save_artifact`, on this machine or, with a
+        TVM ``RPCSession``, on that session's device (its library is uploaded there).
 
         The library's SHA-256 must be meta.json's, and the sigma, noise table, batch, shapes and
         clip policy compiled into it must be meta.json's; the TV bound is recomputed from them.
@@ -246,8 +250,13 @@ class SmoothedClassifier(CohenProcedures):
                 f"{meta['library_sha256'][:16]}...: the library was replaced or damaged after "
                 "compiling. Compile the artifact again"
             )
-        vm = load(library)  # an IntSmoothError when it was built for another machine
-        clf = cls(vm, meta)
+        if session is None:
+            vm, device = load(library), None  # an IntSmoothError when built for another machine
+        else:
+            from ..remote.session import load_remote_vm
+
+            vm, device = load_remote_vm(session, library)
+        clf = cls(vm, meta, device)
         clf.tv_bound = verify_library(path, meta, vm)
         return clf
 
@@ -270,6 +279,21 @@ class SmoothedClassifier(CohenProcedures):
             raise DataError(f"pixel values {x.min()}..{x.max()} outside 0..255")
         return np.ascontiguousarray(x.reshape(1, *self.input_shape).astype(np.uint8))
 
+    def tensor(self, array: np.ndarray) -> tvm.runtime.Tensor:
+        """``array`` copied to the classifier's device (this machine's CPU or the RPC device)."""
+        return tvm.runtime.tensor(array, device=self.device)
+
+    def batch_inputs(self, pixels, seed: int, stream: int, offset: int, valid: int) -> tuple:
+        """The arguments of ``main`` for samples offset..offset+valid-1 of ``stream``: the
+        pixels (a tensor from :meth:`tensor`), the seed, the Philox counter and the count."""
+        counter = np.array([stream & 0xFFFFFFFF, stream >> 32, offset], np.int64)
+        return (
+            pixels,
+            self.tensor(np.array([seed & 0xFFFFFFFF, seed >> 32], np.int64)),
+            self.tensor(counter),
+            self.tensor(np.array([valid], np.int64)),
+        )
+
     def check_n(self, n: int) -> int:
         """``n`` if one stream can draw that many samples, else an IntSmoothError."""
         # Every batch's counter range must end at or below 2^32 (the sampler asserts it).
@@ -289,22 +313,15 @@ class SmoothedClassifier(CohenProcedures):
         Batches use disjoint counter ranges, so the counts depend only on (model, x, n, seed,
         stream), not on the batch size or the thread count; memory does not grow with n.
         """
-        pixels = tvm.runtime.tensor(self.check_image(x))
+        pixels = self.tensor(self.check_image(x))
         self.check_n(n)
         seed, stream = _check_u64(seed, "seed"), _check_u64(stream, "stream")
-        seed_t = tvm.runtime.tensor(np.array([seed & 0xFFFFFFFF, seed >> 32], np.int64))
         total = np.zeros(self.num_classes, np.int64)
         show = n >= 20 * self.batch if progress is None else progress
         with tqdm(total=n, disable=not show, unit="sample", leave=False) as bar:
             for offset in range(0, n, self.batch):
-                counter = np.array([stream & 0xFFFFFFFF, stream >> 32, offset], np.int64)
                 valid = min(self.batch, n - offset)
-                votes = self.vm["main"](
-                    pixels,
-                    seed_t,
-                    tvm.runtime.tensor(counter),
-                    tvm.runtime.tensor(np.array([valid], np.int64)),
-                )
+                votes = self.vm["main"](*self.batch_inputs(pixels, seed, stream, offset, valid))
                 total += votes.numpy()
                 bar.update(valid)
         return total

@@ -130,6 +130,11 @@ class _BlockedRewriter(relax.PyExprMutator):
         var, value = binding.var, binding.value
         if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
             self.ranges[var] = self._value_range(var, value)
+            if isinstance(var, relax.DataflowVar) and value.op.name == "relax.matmul":
+                dense = self._dense(var, value)
+                if dense is not None:
+                    self.set_var_remap(var, dense)
+                    return
             if isinstance(var, relax.DataflowVar) and _is_nchw_int(var):
                 blocked = self._rewrite(var, value)
                 if blocked is not None:
@@ -254,7 +259,16 @@ class _BlockedRewriter(relax.PyExprMutator):
                 K.conv_blocked, x, packed, strides, padding, dilation, max(-lo, hi), name=name
             )
             return _Blocked(out, out_channels, "int32")
-        x = self.blocked[data]
+        return self._conv_8bit(self.blocked[data], (lo, hi), weight, attrs, name)
+
+    def _conv_8bit(self, x: _Blocked, bounds, weight: np.ndarray, attrs, name: str) -> _Blocked:
+        """A conv of blocked 8-bit data: uint8 as it is, or signed shifted by +128."""
+        strides = tuple(int(v) for v in attrs.strides)
+        padding = tuple(int(v) for v in attrs.padding)
+        dilation = tuple(int(v) for v in attrs.dilation)
+        lo, hi = bounds
+        fan_in = int(np.prod(weight.shape[1:]))
+        out_channels = weight.shape[0]
         packed = relax.const(K.pack_conv_weight(weight), "int8")
         dtype = str(x.var.ty.dtype)
         if dtype == "int8" and lo >= 0:
@@ -273,6 +287,35 @@ class _BlockedRewriter(relax.PyExprMutator):
             K.conv_blocked, x.var, packed, strides, padding, dilation, max(-lo, hi), name=name
         )
         return _Blocked(out, out_channels, "int32")
+
+    # -- the dense layer, as a 1x1 convolution ---------------------------------------------------
+    def _dense(self, var: relax.Var, call: relax.Call) -> relax.Var | None:
+        """``[N, F] @ [F, O]`` with 8-bit activations: a blocked 1x1 conv, back to ``[N, O]``."""
+        data, weight = call.args[0], _int_const(call.args[1])
+        if (
+            weight is None
+            or weight.dtype != np.int8
+            or weight.ndim != 2
+            or str(call.attrs.out_dtype) != "int32"
+            or len(data.ty.shape.values) != 2
+            or str(data.ty.dtype) not in ("int8", "uint8")
+            or not isinstance(data.ty.shape.values[1], tvm.tirx.IntImm)
+        ):
+            return None
+        name = var.name
+        batch, features = data.ty.shape.values[0], int(data.ty.shape.values[1])
+        x4 = self._emit(R.reshape(self.visit_expr(data), [batch, features, 1, 1]), f"{name}_4d")
+        x = self._emit_te(K.to_blocked, x4, name=f"{name}_blocked")
+        conv = R.nn.conv2d(x4, relax.const(weight.T[:, :, None, None].copy()), out_dtype="int32")
+        acc = self._conv_8bit(
+            _Blocked(x, features, str(data.ty.dtype)),
+            self._range(data),
+            weight.T[:, :, None, None],
+            conv.attrs,
+            name,
+        )
+        plain = self._emit_te(K.from_blocked, acc.var, weight.shape[1], "int32", name=f"{name}_4d")
+        return self._emit(R.reshape(plain, [batch, weight.shape[1]]), name)
 
     @staticmethod
     def _check_accumulator(name: str, fan_in: int, input_max_abs: int) -> None:

@@ -1,0 +1,82 @@
+"""``--rpc HOST:PORT`` / ``--tracker HOST:PORT --key KEY``: where bench, certify and tune run."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import positive_int
+
+
+def add_device_arguments(p: argparse.ArgumentParser, workers: bool = False) -> None:
+    """The device options (this machine when none is given)."""
+    g = p.add_argument_group("remote device (TVM RPC; default: this machine)")
+    g.add_argument("--rpc", metavar="HOST:PORT", default=None, help="a TVM RPC server")
+    g.add_argument(
+        "--tracker",
+        metavar="HOST:PORT",
+        default=None,
+        help="a TVM RPC tracker (python -m tvm.exec.rpc_tracker); servers are taken by --key",
+    )
+    g.add_argument("--key", default=None, help="the device key servers registered under")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds a server may take to answer (to connect; with certify also per image: "
+        "a server past it is dropped and its image goes to another; default 600)",
+    )
+    if workers:
+        g.add_argument(
+            "--workers",
+            type=positive_int,
+            default=None,
+            metavar="W",
+            help="with --tracker: sessions to shard the images over (default: every free "
+            "server under --key)",
+        )
+
+
+def device_from_args(args: argparse.Namespace):
+    """The :class:`tvm_intsmooth.remote.Device` the options name."""
+    from ..remote import Device
+    from ..remote.remote_pool import DEFAULT_TIMEOUT
+
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    return Device.parse(args.rpc, args.tracker, args.key, timeout=timeout)
+
+
+def certifier_from_args(args: argparse.Namespace):
+    """A :class:`RemoteCertifier` when the options name a remote device, else None."""
+    import sys
+
+    from ..errors import IntSmoothError
+    from ..remote import RemoteCertifier
+
+    device = device_from_args(args)
+    if device.is_local:
+        if args.workers is not None:
+            raise IntSmoothError("--workers goes with --tracker HOST:PORT --key KEY")
+        return None
+    if getattr(args, "use_float", False):
+        raise IntSmoothError(
+            "--float certifies with onnxruntime on this machine: drop --rpc/--tracker"
+        )
+
+    def say(text: str) -> None:
+        print(f"intsmooth certify: {text}", file=sys.stderr, flush=True)
+
+    return RemoteCertifier(
+        args.artifact, device, workers=args.workers, timeout=device.timeout, say=say
+    )
+
+
+def runner_from_args(args: argparse.Namespace):
+    """``intsmooth tune``'s runner: MetaSchedule's RPC runner on the device the options name,
+    or None (candidates timed on this machine)."""
+    device = device_from_args(args)
+    if device.is_local:
+        return None
+    from ..remote.tune_runner import rpc_runner
+
+    return rpc_runner(device)
