@@ -31,10 +31,24 @@ def set_threads(threads: int) -> None:
         os.environ[name] = str(threads)
 
 
-def load_images() -> np.ndarray:
-    """The bundled Fashion-MNIST test images, padded to 3 x 32 x 32 uint8."""
-    with np.load(IMAGES) as data:
-        return data["x"]
+def load_images(shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Bundled Fashion-MNIST test images (uint8): those of ``shape`` (1 x 28 x 28, or 3 x 32 x
+    32 as the ResNet-20 takes them), by default the 3 x 32 x 32 ones."""
+    for path in (IMAGES, *sorted((ASSETS / "data").glob("*.npz"))):
+        with np.load(path) as data:
+            if shape is None or tuple(data["x"].shape[1:]) == tuple(shape):
+                return data["x"]
+    raise SystemExit(f"no bundled images of shape {shape} in {ASSETS / 'data'}")
+
+
+def architecture(model: Path) -> str:
+    """The project architecture (``cnn``, ``resnet20``) of a bundled model, by its manifest
+    entry; ``resnet20`` for other files."""
+    import json
+
+    manifest = json.loads((ASSETS / "models" / "manifest.json").read_text())
+    kinds = {m["file"]: m["model"] for m in manifest["models"]}
+    return kinds.get(Path(model).name, "resnet20")
 
 
 def export_untrained_resnet20(path: Path, input_shape: tuple[int, int, int]) -> Path:
@@ -82,4 +96,11 @@ def machine_description() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg())}
+    from tvm_intsmooth.schedule.targets import host_target_spec
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "isa": host_target_spec().resolved_name,
+        "load_average": list(os.getloadavg()),
+    }

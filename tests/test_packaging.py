@@ -81,6 +81,8 @@ def test_wheel_has_targets_and_assets(wheel):
     data = next(n.split("/")[0] for n in names if ".data/" in n)
     for target in (ROOT / "targets").glob("*.json"):
         assert f"{data}/data/share/tvm_intsmooth/targets/{target.name}" in names
+    for database in (ROOT / "schedules").glob("*/*/*"):  # shipped tuned schedules
+        assert f"{data}/data/share/tvm_intsmooth/{database.relative_to(ROOT).as_posix()}" in names
     package = ROOT / "tvm_intsmooth"
     for asset in (package / "assets").glob("*/*"):
         if asset.suffix in {".onnx", ".npz", ".json", ".md"}:

@@ -22,12 +22,14 @@ from . import (
     predict_cmd,
     quantize_cmd,
     report_cmd,
+    tune_cmd,
 )
 
 COMMANDS = [
     demo_cmd,
     quantize_cmd,
     compile_cmd,
+    tune_cmd,
     certify_cmd,
     predict_cmd,
     report_cmd,

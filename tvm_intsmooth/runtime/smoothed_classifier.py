@@ -22,6 +22,7 @@ from tvm import relax
 
 from ..errors import DataError, IntSmoothError
 from ..schedule import build, export, load, resolve_target
+from ..schedule.database import ScheduleLookup
 from .cohen_procedures import CohenProcedures
 
 MAX_SAMPLES = 2**32  # sample indices are one Philox counter word
@@ -117,18 +118,24 @@ def check_artifact_destination(path: str | os.PathLike, force: bool = False) -> 
     return path
 
 
-def save_artifact(smoothed, path: str | os.PathLike, target="host", force: bool = False) -> Path:
+def save_artifact(
+    smoothed, path: str | os.PathLike, target="host", force: bool = False, schedules="auto"
+) -> Path:
     """Compile a SmoothedModel for ``target`` and write the artifact folder ``path``.
 
     An existing ``path`` is replaced only if it is an artifact written by this tool, or with
     ``force``. The new artifact is complete before it replaces the old one; a failure leaves
-    the old one in place.
+    the old one in place. ``schedules``: the tuned schedule database to apply (see
+    :func:`tvm_intsmooth.schedule.build`; default: the shipped one matching the model, if any);
+    which one was used, and the model's workload key, go into meta.json under ``"schedules"``.
     """
     path = check_artifact_destination(path, force)
     spec = resolve_target(target)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".partial-", dir=path.parent))
     try:
-        export(build(smoothed.mod, spec, require_integer_only=True), tmp / "model.so", spec)
+        lookup = ScheduleLookup(spec, schedules)
+        executable = build(smoothed.mod, spec, require_integer_only=True, schedules=lookup)
+        export(executable, tmp / "model.so", spec)
         if smoothed.onnx_model is not None:
             onnx.save(smoothed.onnx_model, tmp / "model.onnx")
         meta = {
@@ -138,6 +145,7 @@ def save_artifact(smoothed, path: str | os.PathLike, target="host", force: bool 
             "resolved_target": spec.resolved_name,  # for "host": the bundled target it became
             "target_config": str(spec.target),
             "library_sha256": file_sha256(tmp / "model.so"),
+            "schedules": lookup.summary(),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         old = None

@@ -14,6 +14,7 @@ from tvm.support import cc
 
 from tvm_intsmooth.analysis.check_integer_only import check_integer_only
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.schedule.database import ScheduleLookup, TunedDatabase
 from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
 
@@ -33,10 +34,11 @@ def _base_pipeline(pipeline: str | tvm.transform.Pass | Callable) -> tvm.transfo
     return relax.get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
 
 
-def _default_for(pipeline, spec: TargetSpec):
-    """On CPUs, "default" means TVM's CPU pipeline plus ParallelizeOuterLoops."""
+def _default_for(pipeline, spec: TargetSpec, lookup: ScheduleLookup | None = None):
+    """On CPUs, "default" means TVM's CPU pipeline, the tuned database that ``lookup`` finds,
+    and ParallelizeOuterLoops for the rest."""
     if isinstance(pipeline, str) and pipeline == "default" and spec.target.kind.name == "llvm":
-        return default_cpu_pipeline(spec.tvm_target)
+        return default_cpu_pipeline(spec.tvm_target, schedules=lookup.as_pass() if lookup else None)
     return pipeline
 
 
@@ -74,6 +76,7 @@ def build(
     num_threads: int | None = None,
     relax_pipeline: str | tvm.transform.Pass | Callable = "default",
     require_integer_only: bool = False,
+    schedules: str | os.PathLike | TunedDatabase | ScheduleLookup | None = "auto",
 ) -> relax.VMExecutable:
     """Compile a Relax module with ``tvm.compile`` for a target.
 
@@ -88,6 +91,10 @@ def build(
             A pipeline that applies a tuned MetaSchedule database goes here.
         require_integer_only: run :func:`check_integer_only` on the lowered Relax module and its
             PrimFuncs, and raise IntSmoothError listing every floating-point occurrence.
+        schedules: tuned MetaSchedule schedules for the default CPU pipeline: ``"auto"`` (the
+            shipped database in schedules/<target>/ whose workload key matches the module, if
+            any), a database folder, a :class:`TunedDatabase`, a :class:`ScheduleLookup`
+            (which then tells what was applied), or None (default schedules only).
 
     Returns:
         The relax VM executable; run it with ``relax.VirtualMachine(ex, tvm.cpu())`` on a
@@ -97,7 +104,8 @@ def build(
         raise IntSmoothError(f"build expects a tvm.IRModule, got {type(mod).__name__}.")
     spec = _target_spec(target, num_threads)
     errors: list[IntSmoothError] | None = [] if require_integer_only else None
-    pipeline = _relax_pipeline(_default_for(relax_pipeline, spec), errors)
+    lookup = ScheduleLookup.of(spec, schedules)
+    pipeline = _relax_pipeline(_default_for(relax_pipeline, spec, lookup), errors)
     try:
         return tvm.compile(mod, target=spec.tvm_target, relax_pipeline=pipeline)
     except Exception:
@@ -111,6 +119,7 @@ def lower(
     target: TargetLike = "host",
     *,
     relax_pipeline: str | tvm.transform.Pass | Callable = "default",
+    schedules: str | os.PathLike | TunedDatabase | ScheduleLookup | None = "auto",
 ) -> tvm.IRModule:
     """The module as code generation sees it, for inspection (e.g. by check_integer_only).
 
@@ -122,8 +131,9 @@ def lower(
         raise IntSmoothError(f"lower expects a tvm.IRModule, got {type(mod).__name__}.")
     spec = resolve_target(target)
     tgt = spec.tvm_target
+    lookup = ScheduleLookup.of(spec, schedules)
     with tgt:
-        mod = _base_pipeline(_default_for(relax_pipeline, spec))(mod)
+        mod = _base_pipeline(_default_for(relax_pipeline, spec, lookup))(mod)
     prim_funcs = {gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     if not prim_funcs:
         return mod

@@ -83,7 +83,10 @@ def _fuse_epilogue(sch: s_tir.Schedule, conv) -> None:
 
 
 def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc:
-    """The scheduled PrimFunc, or ``func`` unchanged where it holds no blocked conv."""
+    """The scheduled PrimFunc, or ``func`` unchanged where it holds no blocked conv or already
+    has a (tuned) schedule."""
+    if func.attrs is not None and "tirx.is_scheduled" in func.attrs:
+        return func
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     conv = _find_block(sch, CONV_BLOCK_NAME)
     if conv is None:
