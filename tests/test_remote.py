@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tvm
 from conftest import random_images
 from onnx_models import conv_model, ort_qdq_model
 
@@ -444,3 +445,26 @@ def test_two_emulators_share_one_preparation(tmp_path):
         fake_complete_cache(tmp_path)  # what the other process's preparation leaves
     waiter.join(30)
     assert result == [emu]
+
+
+def test_tune_runner_times_a_candidate_over_rpc():
+    """MetaSchedule's RPC runner from --rpc (a direct server, no tracker) measures a kernel."""
+    from tvm import te
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvm_intsmooth.remote.tune_runner import rpc_runner
+
+    a = te.placeholder((64,), "int32", name="a")
+    func = te.create_prim_func([a, te.compute((64,), lambda i: a[i] + 1, name="b")])
+    builder = ms.builder.LocalBuilder(timeout_sec=300)
+    (built,) = builder.build(
+        [ms.builder.BuilderInput(tvm.IRModule({"main": func}), tvm.target.Target("llvm"))]
+    )
+    assert built.error_msg is None, built.error_msg
+    with x86_server() as server:
+        runner = rpc_runner(Device(rpc=server))
+        args_info = ms.arg_info.ArgInfo.from_prim_func(func)
+        (future,) = runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", args_info)])
+        result = future.result()
+    assert result.error_msg is None, result.error_msg
+    assert len(result.run_secs) >= 1 and all(float(s) > 0 for s in result.run_secs)

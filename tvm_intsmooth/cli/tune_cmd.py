@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .common import positive_int
 from .compile_cmd import add_smoothing_arguments, smoothed_model
+from .device_args import add_device_arguments, runner_from_args
 
 HELP = "tune the int8 kernels of a smoothed classifier for a target (MetaSchedule)"
 DEFAULT_TRIALS = 1000
@@ -57,7 +58,8 @@ def add_parser(sub) -> None:
         metavar="DB",
         help="database folder (default: schedules/<target>/<workload key>/)",
     )
-    p.set_defaults(run=run, make_runner=None)
+    add_device_arguments(p)
+    p.set_defaults(run=run, make_runner=runner_from_args)
 
 
 def tune_command(args: argparse.Namespace) -> str:
