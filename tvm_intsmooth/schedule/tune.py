@@ -6,7 +6,8 @@ with a multiply-accumulate reduction (convolutions, dense layers): the rest (noi
 pooling, reshapes, votes) keep the default schedule. The search uses the target's tensorizing
 rules (MultiLevelTilingWithIntrin over the project's dot-product intrinsics for the target, then
 plain MultiLevelTiling), TVM's XGBoost cost model, and the two mutators that work in TVM 0.27
-(MutateTileSize, MutateUnroll; DESIGN.md section 7).
+(MutateTileSize, MutateUnroll; the default LLVM set crashes while the tuning context is
+created, in MutateComputeLocation and MutateParallel).
 
 The runner (where candidates are timed) and the builder are arguments, so that an ARM board can
 be tuned over RPC (``runner=ms.runner.RPCRunner(...)``); by default candidates are built and
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 # LLVM needs 15-30 s per tensorized conv candidate on a loaded 2-core machine; MetaSchedule's
-# default of 30 s fails them all as "Build errors" (DESIGN.md section 7).
+# default of 30 s fails them all as "Build errors" and tuning ends with zero trials, silently.
 BUILD_TIMEOUT_S = 600
 _REUSE = {"req": "may", "levels": [1, 2], "scope": "global"}
 
