@@ -3,7 +3,7 @@
 A fresh interpreter does what a TVM user does (``import tvm_intsmooth, tvm``,
 ``relax.get_pipeline("intsmooth", ...)``, ``tvm.compile``) on the bundled CNN; its vote counts
 must equal those of the artifact that ``intsmooth compile`` writes for the same calibration
-images, for the same seeds and streams.
+images, for the same seeds and streams, and it must apply the same tuned database.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tvm_intsmooth.cli.main import main
 from tvm_intsmooth.data import load_npz
 from tvm_intsmooth.runtime import SmoothedClassifier
 
-CALIB, BATCH, N = 100, 50, 300
+CALIB, BATCH, N = 100, 100, 300
 SEEDS_STREAMS = [(7, 0), (2**63 + 1, 5)]
 
 _SCRIPT = textwrap.dedent(
@@ -40,12 +40,15 @@ _SCRIPT = textwrap.dedent(
     )
     table_k = pipeline.table.K  # the noise table is there before the pipeline runs
     mod = tvm_intsmooth.import_onnx({str(DEMO_MODEL)!r}).mod
-    ex = tvm.compile(mod, target="llvm", relax_pipeline=pipeline)
+    from tvm_intsmooth.schedule.targets import resolve_target
+    target = resolve_target("host").tvm_target  # a TVM Target: the bundled one it equals
+    ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     clf = tvm_intsmooth.SmoothedClassifier(relax.VirtualMachine(ex, tvm.cpu()), pipeline.metadata())
     counts = [clf.counts(x[i], {N}, seed, stream).tolist()
               for i in (0, 1) for seed, stream in {SEEDS_STREAMS}]
     print(json.dumps({{"counts": counts, "K": table_k, "tv_bound": pipeline.tv_bound,
-                       "noise_tv": pipeline.noise.table.tv_bound(28 * 28)}}))
+                       "noise_tv": pipeline.noise.table.tv_bound(28 * 28),
+                       "schedules": pipeline.schedules.summary()}}))
     """
 )
 
@@ -72,6 +75,8 @@ def test_registered_pipeline_gives_the_counts_of_intsmooth_compile(tmp_path):
     ]
     assert result["counts"] == expected
     assert result["K"] == compiled.meta["K"]
+    # the same tuned database (the shipped one for this CPU's target, where there is one)
+    assert result["schedules"] == compiled.meta["schedules"]
     assert result["tv_bound"] == result["noise_tv"] == compiled.tv_bound
     assert sorted(p.name for p in dumps.iterdir()) == [
         "00_float.py",

@@ -19,6 +19,7 @@ EXPECTED = {
     "01_quickstart.py": ["$ intsmooth report", "abstained"],
     "02_your_own_model.py": ["ONNX file: label", "QDQ ONNX: label", "PyTorch: label"],
     "03_raspberry_pi.py": ["ELF for AArch64", "certificates equal the host's", "meaningless"],
+    "04_tuning.py": ["tuned schedules:", "samples/s", "tuned and untuned votes are equal"],
     "05_passes_in_your_pipeline.py": ["certified L2 radius", "registered pipeline: prediction"],
     "06_reading_a_certificate.py": ["radius = 0.25 * Phi^-1", "same seed: same certificate"],
 }

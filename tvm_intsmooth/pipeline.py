@@ -30,6 +30,7 @@ import tvm
 from .analysis import DumpIR, check_integer_only
 from .errors import IntSmoothError
 from .schedule.build import TargetLike, relax_build_phases
+from .schedule.database import AUTO, ScheduleLookup
 from .schedule.targets import resolve_target
 from .smoothing.api import SmoothedModel, apply_smoothing
 from .smoothing.inject_integer_noise import InjectIntegerNoise
@@ -49,13 +50,16 @@ class IntSmoothPipeline:
         target: the target to build for; default: the one ``tvm.compile`` runs the pipeline
             under (``tvm.target.Target.current()``), else the host.
         dump_ir: folder to write the IR after every phase to.
+        schedules: tuned schedules, as :func:`tvm_intsmooth.build` takes them: ``"auto"`` (the
+            shipped database whose workload key matches, if any), a database folder, or None.
         require_integer_only: fail (IntSmoothError listing every float) unless the built module
             is integer-only.
 
     After construction, ``noise`` is the :class:`InjectIntegerNoise` pass and ``table`` its noise
     table (thresholds, ``tv_per_coordinate()``). After the pipeline ran, ``smoothed`` is the
     :class:`SmoothedModel`, ``tv_bound`` the sampler's TV bound per sample and ``metadata()`` what
-    :class:`tvm_intsmooth.SmoothedClassifier` needs.
+    :class:`tvm_intsmooth.SmoothedClassifier` needs, and ``schedules`` the
+    :class:`ScheduleLookup` that tells which database was applied (``schedules.used``).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class IntSmoothPipeline:
         target: TargetLike | None = None,
         dump_ir: str | os.PathLike | None = None,
         require_integer_only: bool = True,
+        schedules: str | os.PathLike | None = AUTO,
     ):
         if calibration is None:
             raise IntSmoothError(
@@ -82,6 +87,8 @@ class IntSmoothPipeline:
         self.dump_ir = dump_ir
         self.require_integer_only = require_integer_only
         self.smoothed: SmoothedModel | None = None
+        self._schedules = schedules
+        self.schedules: ScheduleLookup | None = None
 
     @property
     def tv_bound(self) -> float:
@@ -108,7 +115,8 @@ class IntSmoothPipeline:
         spec = resolve_target(target)
         self.smoothed = apply_smoothing(mod, self.calibration, self.noise, dump_ir=self.dump_ir)
         with spec.tvm_target:
-            built = relax_build_phases(spec)(self.smoothed.mod)
+            self.schedules = ScheduleLookup(spec, self._schedules)
+            built = relax_build_phases(spec, self.schedules)(self.smoothed.mod)
         if self.dump_ir is not None:
             DumpIR(self.dump_ir, 4, "build")(built)
         if self.require_integer_only:

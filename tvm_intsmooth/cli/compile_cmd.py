@@ -58,8 +58,8 @@ def add_smoothing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
         default="host",
-        help="target name from targets/ (host, x86-64, x86-vnni, rpi4, rpi5) or a "
-        "target JSON file (default: host)",
+        help="target name from targets/ (x86-vnni, x86-avx2, x86-64, rpi4, rpi5; host: the "
+        "best of the x86 ones that this CPU runs) or a target JSON file (default: host)",
     )
     p.add_argument(
         "--calib",
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"warning: no tuned schedules for this model on {args.target} (workload key "
             f"{used['key']}): the build is untuned and slow. Tune it with\n  "
-            f"{tune_command(args)}",
+            f"{tune_command(argparse.Namespace(**{**vars(args), 'output': None}))}",
             file=sys.stderr,
         )
     print(

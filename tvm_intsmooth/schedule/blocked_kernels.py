@@ -20,7 +20,11 @@ INPUT_INNER = 2  # input channels per group for 16-bit input pixels (vpmaddwd)
 SHIFT = 128  # zero point of a shifted (possibly negative) int8 input as uint8
 
 CONV_BLOCK_NAME = "conv2d_NCHWc_int8"  # topi's block name, looked up by the default schedule
-DATA_MAX_ATTR = "intsmooth.data_max"  # block annotation: the largest value of the conv's data
+DATA_MAX_ATTR = "intsmooth.data_max"  # block annotation: a bound on the conv's data
+# The bounds an annotation is rounded up to. Intrinsics are exact below one of them (AVX2 and ARM
+# uint8 kernels: 127), so rounding loses nothing, and a model calibrated on other data keeps the
+# same PrimFuncs, hence the same tuned-database key.
+DATA_MAX_CLASSES = (127, 255, 2**15 - 1, 2**31 - 1)
 
 
 def blocks(channels: int) -> int:
@@ -121,14 +125,19 @@ def shift_to_uint8(x: te.Tensor, padding: tuple[int, int, int, int]) -> te.Tenso
     return te.compute(shape, value, name="shift_to_uint8")
 
 
+def data_max_class(data_max: int) -> int:
+    """The smallest of :data:`DATA_MAX_CLASSES` that is at least ``data_max``."""
+    return next(bound for bound in DATA_MAX_CLASSES if data_max <= bound)
+
+
 def conv_blocked(data, kernel, strides, padding, dilation, data_max: int) -> te.Tensor:
     """Blocked data x packed int8 weights -> blocked int32.
 
     The compute of ``topi.nn.conv2d_NCHWc_int8`` (the form the dot-product intrinsics tensorize):
     spatial ``n, oc_chunk, oh, ow, oc_block``, reduction ``kh, kw, ic_outer, ic_group, ic_inner``
     with ``ic_inner`` the kernel's last axis (4 for 8-bit data, 2 for the int16 input). The block
-    is annotated with ``data_max``, the largest data value, so that a schedule can refuse an
-    intrinsic that is exact only below it (AVX2 ``vpmaddubsw``: 127).
+    is annotated with a bound on its data (``data_max`` rounded up by :func:`data_max_class`), so
+    that a schedule can refuse an intrinsic that is exact only below it (AVX2 ``vpmaddubsw``: 127).
     """
     b, _, h, w, _ = data.shape
     kb, cb, kh, kw, groups, lanes, inner = (int(v) for v in kernel.shape)
@@ -155,7 +164,7 @@ def conv_blocked(data, kernel, strides, padding, dilation, data_max: int) -> te.
             axis=[ry, rx, rc, rg, ri],
         ),
         name=CONV_BLOCK_NAME,
-        attrs={DATA_MAX_ATTR: int(data_max)},
+        attrs={DATA_MAX_ATTR: data_max_class(int(data_max))},
     )
 
 

@@ -42,10 +42,13 @@ def _default_for(pipeline, spec: TargetSpec, lookup: ScheduleLookup | None = Non
     return pipeline
 
 
-def relax_build_phases(spec: TargetSpec) -> tvm.transform.Pass | Callable:
+def relax_build_phases(
+    spec: TargetSpec, schedules: ScheduleLookup | None = None
+) -> tvm.transform.Pass | Callable:
     """The Relax build phases :func:`build` applies by default for ``spec`` (for pipelines that
-    end with them, such as the registered "intsmooth" pipeline)."""
-    return _base_pipeline(_default_for("default", spec))
+    end with them, such as the registered "intsmooth" pipeline), with the tuned database that
+    ``schedules`` finds (None: default schedules only)."""
+    return _base_pipeline(_default_for("default", spec, schedules))
 
 
 def _relax_pipeline(

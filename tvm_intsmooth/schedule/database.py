@@ -9,10 +9,10 @@ about 100 kB of base64; ``database_tuning_record.json``: the best schedule trace
 layout, legalization and fusion), except the ones that come scheduled (the noise sampler, which
 holds sigma's noise table). Weights, biases and requantization multipliers are Relax constants
 passed to the PrimFuncs as arguments, so the key, like MetaSchedule's "ignore-tensor" workload
-equality, depends on the architecture and the shapes, not on the weights. It does hold each
-blocked convolution's data bound (the ``intsmooth.data_max`` annotation, from the calibration
-ranges), which decides whether an intrinsic is exact for it; so a model calibrated on other data
-can get another key (the test models keep theirs; the bundled ResNet-20 does not).
+equality, depends on the architecture and the shapes, not on the weights. Each blocked
+convolution's data bound (the ``intsmooth.data_max`` annotation, which decides whether an
+intrinsic is exact for it) is rounded up to a class (127, 255, int16, int32), so calibration data
+changes the key only where it moves a conv between classes (an activation that can be negative).
 """
 
 from __future__ import annotations

@@ -66,9 +66,15 @@ def schedule_input_passes(
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     from .convert_to_blocked_int8 import ConvertToBlockedInt8
+    from .scalar_constants_as_tensors import ScalarConstantsAsTensors
 
     layout = [ConvertToBlockedInt8()] if blocked_layout else []
-    return cpu.library_dispatch_passes(target) + layout + cpu.legalize_passes(target)
+    return (
+        cpu.library_dispatch_passes(target)
+        + layout
+        + [ScalarConstantsAsTensors()]
+        + cpu.legalize_passes(target)
+    )
 
 
 def default_cpu_pipeline(

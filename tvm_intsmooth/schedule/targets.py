@@ -39,6 +39,7 @@ __all__ = [
     "host_target_spec",
     "host_target_name",
     "host_features",
+    "host_can_run",
 ]
 
 HOST = "host"
@@ -187,6 +188,13 @@ def host_target_name(arch: str | None = None, features: set[str] | None = None) 
     return None
 
 
+def host_can_run(name: str) -> bool:
+    """Whether this machine's CPU has every feature that the bundled target ``name`` needs
+    (``x86-vnni`` on an AVX2-only CPU: False)."""
+    arch, features = host_features()
+    return any(n == name and needed <= features for n, needed in _HOST_CHOICES.get(arch or "", []))
+
+
 def host_target_spec() -> TargetSpec:
     """The machine this runs on: the best bundled target its CPU supports (see
     :func:`host_target_name`) with ``num-cores`` set to its physical core count; where none
@@ -221,7 +229,15 @@ def resolve_target(target: str | os.PathLike | dict | TargetSpec | tvm.target.Ta
     if isinstance(target, TargetSpec):
         return target
     if isinstance(target, tvm.target.Target):
-        return TargetSpec("custom", target, target.host, None, "user-supplied TVM target")
+        bundled = _bundled_like(target)
+        return TargetSpec(
+            "custom",
+            target,
+            target.host,
+            bundled.cross_compiler if bundled else None,
+            "user-supplied TVM target" + (f" (as {bundled.name})" if bundled else ""),
+            resolved=bundled.name if bundled else None,
+        )
     if isinstance(target, dict):
         if "target" in target:
             return _spec_from_config(target, "custom", "the target dict")
@@ -244,6 +260,22 @@ def resolve_target(target: str | os.PathLike | dict | TargetSpec | tvm.target.Ta
         f"unknown target {text!r}: known targets are {', '.join(list_targets())} "
         f"(files in {targets_dir()}), or give the path to a target JSON file."
     )
+
+
+def _bundled_like(target: tvm.target.Target) -> TargetSpec | None:
+    """The bundled target that ``target`` is, up to ``num-cores`` (so that a TVM user's
+    ``Target`` finds the tuned databases of the bundled one), or None."""
+
+    def essence(t: tvm.target.Target) -> dict:
+        return {k: v for k, v in _target_config(t).items() if k != "num-cores"}
+
+    wanted = essence(target)
+    folder = targets_dir()
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        spec = load_target_file(path)
+        if essence(spec.target) == wanted:
+            return spec
+    return None
 
 
 def load_target_file(path: str | os.PathLike) -> TargetSpec:

@@ -36,6 +36,7 @@ from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.schedule.blocked_kernels import DATA_MAX_ATTR
 from tvm_intsmooth.schedule.database import (
     INFO,
     MODULE_EQUALITY,
@@ -159,8 +160,25 @@ def tunable_tasks(fused: tvm.IRModule, target: TargetSpec) -> list[tuple[object,
     return out
 
 
-def _intrinsic_names(spec: TargetSpec) -> list[str]:
-    """The project's intrinsics for the target's 8-bit and 16-bit (first layer) kernels."""
+def conv_data_max(func: tirx.PrimFunc) -> int | None:
+    """The data bound annotated on the function's blocked convolution (``intsmooth.data_max``),
+    or None where it has none (the bound is then unknown)."""
+    sch = Schedule(tvm.IRModule({"main": func}))
+    try:
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except Exception:  # no root block: not a TE-style function
+        return None
+    bounds = [
+        int(sch.get(block).annotations[DATA_MAX_ATTR])
+        for block in blocks
+        if DATA_MAX_ATTR in sch.get(block).annotations
+    ]
+    return max(bounds) if bounds else None
+
+
+def _intrinsic_names(spec: TargetSpec, data_max: int | None = None) -> list[str]:
+    """The project's intrinsics for the target's 8-bit and 16-bit (first layer) kernels that
+    are exact for data up to ``data_max`` (None: unknown data, so only those exact for all)."""
     register_intrinsics()
     try:
         from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
@@ -170,17 +188,24 @@ def _intrinsic_names(spec: TargetSpec) -> list[str]:
     names = []
     for dtype in ("uint8", "int16"):
         intrin = tensor_intrin_for(spec, dtype)
-        # MetaSchedule tensorizes every conv the intrinsic's shape fits, whatever its data
-        # bound; one exact only for small data (AVX2 vpmaddubsw: <= 127) is left to the fixed
-        # schedule, which checks the bound (a shifted 0..255 input would saturate).
-        if intrin is not None and intrin.max_data is None and intrin.name not in names:
+        # MetaSchedule tensorizes every conv the intrinsic's shape fits, whatever its data; one
+        # exact only for small data (AVX2 vpmaddubsw, ARM sdot on uint8: <= 127) is offered only
+        # to a task whose conv is annotated with a bound within it (a shifted 0..255 input
+        # would saturate).
+        exact = intrin is not None and (
+            intrin.max_data is None or (data_max is not None and data_max <= intrin.max_data)
+        )
+        if exact and intrin.name not in names:
             names.append(intrin.name)
     return names
 
 
-def space_generator(spec: TargetSpec) -> ms.space_generator.PostOrderApply:
+def space_generator(
+    spec: TargetSpec, data_max: int | None = None
+) -> ms.space_generator.PostOrderApply:
     """The target's tensorizing search space (TVM's x86/ARM rules with the project's
-    intrinsics), its CPU tensorization postprocessors, and the mutators that work in 0.27."""
+    intrinsics exact for data up to ``data_max``), its CPU tensorization postprocessors, and
+    the mutators that work in 0.27."""
     rules = ms.schedule_rule
     tiling = {"structure": "SSRSRS", "max_innermost_factor": 64}
     # TVM's x86/ARM rules without ApplyCustomRule: 0.27 registers no custom rule for topi's
@@ -199,7 +224,7 @@ def space_generator(spec: TargetSpec) -> ms.space_generator.PostOrderApply:
         rules.AddRFactor(max_jobs_per_core=16, max_innermost_factor=64),
         *(
             rules.MultiLevelTilingWithIntrin(name, **tiling, reuse_write=rules.ReuseType(**_REUSE))
-            for name in _intrinsic_names(spec)
+            for name in _intrinsic_names(spec, data_max)
         ),
         rules.MultiLevelTiling(**tiling, reuse_write=rules.ReuseType(**_REUSE)),
         rules.ParallelizeVectorizeUnroll(
@@ -415,16 +440,20 @@ def tune(
     _quiet_meta_schedule_console()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="intsmooth_tune_") as work:
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            [t for t, _ in found],
-            work,
-            space=space_generator(spec),
-            strategy=ms.search_strategy.EvolutionarySearch(
-                population_size=max(16, min(512, 4 * trials_per_iter))
-            ),
-            num_threads=spec.num_cores or "physical",
-            seed=seed,
-        )
+        contexts, weights = [], []
+        for task, _ in found:  # each task's own space: its conv's data bound picks intrinsics
+            context, weight = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                [task],
+                work,
+                space=space_generator(spec, conv_data_max(task.dispatched[0]["main"])),
+                strategy=ms.search_strategy.EvolutionarySearch(
+                    population_size=max(16, min(512, 4 * trials_per_iter))
+                ),
+                num_threads=spec.num_cores or "physical",
+                seed=seed,
+            )
+            contexts += context
+            weights += weight
         database = ms.database.JSONDatabase(work_dir=work, module_equality=MODULE_EQUALITY)
         interrupted = False
         with tqdm(total=trials, unit="trial", disable=not progress, desc="tuning") as bar:
