@@ -16,7 +16,13 @@ import pytest
 import tvm
 from conftest import random_images
 from onnx import numpy_helper
-from onnx_models import conv_model
+from onnx_models import (
+    conv_model,
+    depthwise_model,
+    ort_qdq_model,
+    residual_model,
+    signed_input_model,
+)
 from tvm import relax
 
 from tvm_intsmooth.cli.main import main
@@ -32,7 +38,7 @@ from tvm_intsmooth.schedule.database import (
     workload_key,
 )
 from tvm_intsmooth.schedule.targets import resolve_target
-from tvm_intsmooth.schedule.tune import tunable_tasks
+from tvm_intsmooth.schedule.tune import tunable_tasks, tune
 from tvm_intsmooth.smoothing.api import smooth
 from tvm_intsmooth.smoothing.reference import reference_counts
 
@@ -149,6 +155,37 @@ def test_tuned_votes_equal_untuned_and_numpy_reference(weights_seed):
         np.testing.assert_array_equal(counts, untuned.counts(image, 30, seed=seed))
         np.testing.assert_array_equal(counts, reference_counts(smoothed, image, 30, seed))
     assert np.count_nonzero(counts) >= 2  # the comparison sees more than one class
+
+
+MORE_MODELS = {
+    "depthwise": (depthwise_model, (3, 12, 12)),
+    "residual": (residual_model, (3, 10, 10)),
+    "signed_input": (signed_input_model, (3, 9, 9)),
+    "qdq": (lambda folder: ort_qdq_model(residual_model, (3, 10, 10), folder), (3, 10, 10)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MORE_MODELS))
+def test_tuned_votes_equal_untuned_and_numpy_for_other_graphs(name, tmp_path):
+    """One tuned candidate for every kernel (kept whatever its speed), so that every kernel of
+    the tuned build runs a MetaSchedule schedule: depthwise, residual adds, signed (shifted)
+    inputs, an ONNX Runtime QDQ model."""
+    make, shape = MORE_MODELS[name]
+    model = make(tmp_path) if name == "qdq" else make()
+    smoothed = smooth(model, random_images(shape, 32, seed=3), SIGMA, batch=BATCH)
+    spec = resolve_target(TARGET)
+    tasks = len(tunable_tasks(fused_module(smoothed.mod, spec), spec))
+    folder = tmp_path / "db"
+    tune(smoothed, TARGET, trials=tasks, trials_per_iter=1, keep="all", output=folder, progress=0)
+    tuned, lookup = _classifier(smoothed, folder)
+    assert lookup.tuned_functions >= 1
+    untuned, _ = _classifier(smoothed, None)
+    image = random_images(shape, 1, seed=5)[0]
+    for seed in (0, 2**64 - 1):
+        counts = tuned.counts(image, 30, seed=seed)
+        np.testing.assert_array_equal(counts, untuned.counts(image, 30, seed=seed))
+        np.testing.assert_array_equal(counts, reference_counts(smoothed, image, 30, seed))
 
 
 def test_compile_applies_the_database_and_says_so(schedules, tmp_path, capsys):

@@ -247,6 +247,34 @@ def space_generator(
     )
 
 
+def _tune_contexts(
+    spec: TargetSpec, tasks: list, work: str, trials_per_iter: int, seed: int
+) -> list[ms.TuneContext]:
+    """MetaSchedule's ``extracted_tasks_to_tune_contexts``, with each task's own search space
+    (its conv's data bound decides which intrinsics are exact for it)."""
+    from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
+    from tvm.s_tir.meta_schedule.utils import fork_seed
+
+    loggers = get_loggers_from_work_dir(work, [t.task_name for t in tasks])
+    return [
+        ms.TuneContext(
+            mod=task.dispatched[0],
+            target=task.target,
+            space_generator=space_generator(spec, conv_data_max(task.dispatched[0]["main"])),
+            search_strategy=ms.search_strategy.EvolutionarySearch(
+                population_size=max(16, min(512, 4 * trials_per_iter))
+            ),
+            task_name=task.task_name,
+            logger=logger,
+            rand_state=rand_state,
+            num_threads=spec.num_cores or "physical",
+        ).clone()
+        for task, logger, rand_state in zip(
+            tasks, loggers, fork_seed(seed, n=len(tasks)), strict=True
+        )
+    ]
+
+
 def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params) -> tvm.runtime.Module:
     """MetaSchedule's default candidate build without its ``import tvm.s_tir.tensor_intrin``:
     that import registers every backend's intrinsics (about 40 s of CPU) in each builder
@@ -299,11 +327,14 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
         self.bar.update(len(runner_results))
 
 
-def _quiet_meta_schedule_console() -> None:
-    """MetaSchedule logs to its files in the work folder; keep its console output to warnings."""
+def _quiet_meta_schedule_console() -> int:
+    """MetaSchedule logs to its files in the work folder; keep its console output to warnings
+    unless the user set a level. Returns the level to set again before each of MetaSchedule's
+    logger setups, which leave the logger at DEBUG (and the next setup's console with it)."""
     logger = logging.getLogger("tvm.s_tir.meta_schedule")
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
+    return logger.level
 
 
 def _best_records(database: ms.database.Database) -> dict[int, ms.database.TuningRecord]:
@@ -437,23 +468,12 @@ def tune(
     builder = builder if builder is not None else default_builder(spec)
     runner = runner if runner is not None else ms.runner.LocalRunner()
     results = [TaskResult(t.task_name, macs, int(t.weight)) for t, macs in found]
-    _quiet_meta_schedule_console()
+    console_level = _quiet_meta_schedule_console()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="intsmooth_tune_") as work:
-        contexts, weights = [], []
-        for task, _ in found:  # each task's own space: its conv's data bound picks intrinsics
-            context, weight = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                [task],
-                work,
-                space=space_generator(spec, conv_data_max(task.dispatched[0]["main"])),
-                strategy=ms.search_strategy.EvolutionarySearch(
-                    population_size=max(16, min(512, 4 * trials_per_iter))
-                ),
-                num_threads=spec.num_cores or "physical",
-                seed=seed,
-            )
-            contexts += context
-            weights += weight
+        contexts = _tune_contexts(spec, [t for t, _ in found], work, trials_per_iter, seed)
+        weights = [float(t.weight) for t, _ in found]
+        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(console_level)
         database = ms.database.JSONDatabase(work_dir=work, module_equality=MODULE_EQUALITY)
         interrupted = False
         with tqdm(total=trials, unit="trial", disable=not progress, desc="tuning") as bar:
