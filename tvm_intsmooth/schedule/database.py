@@ -220,9 +220,10 @@ class ScheduleLookup:
             return fused
         with self.spec.tvm_target, self.used.database:
             out = tvm.relax.transform.MetaScheduleApplyDatabase()(fused)
+        # Functions that were schedulable and now come scheduled (not the noise sampler, which
+        # was scheduled before).
         self.tuned_functions = sum(
-            isinstance(f, tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs
-            for _, f in out.functions_items()
+            _schedulable(fused[gv]) and not _schedulable(f) for gv, f in out.functions_items()
         )
         return out
 
