@@ -104,3 +104,33 @@ def machine_description() -> dict:
         "isa": host_target_spec().resolved_name,
         "load_average": list(os.getloadavg()),
     }
+
+
+FLOAT_SCHEDULES = Path(__file__).resolve().parent / "float_schedules"
+
+
+def float_module(model: Path, batch: int):
+    """The float ONNX model as TVM imports it, with its batch bound to ``batch`` (tuned
+    schedules are made for static shapes)."""
+    import tvm
+
+    from tvm_intsmooth.importer import import_onnx
+
+    imported = import_onnx(model)
+    functions = dict(imported.mod.functions_items())
+    main = imported.mod.get_global_var("main")
+    functions[main] = functions[main].bind_symbolic_vars({"batch": batch})
+    return tvm.IRModule(functions, attrs=imported.mod.attrs), imported
+
+
+def float_database(mod, target: str) -> tuple[Path, str]:
+    """Where ``benchmarks/tune_float.py`` keeps the float module's tuned database for
+    ``target`` (``float_schedules/<target>/<key>``, keyed like the project's own databases),
+    and the target's resolved name."""
+    from tvm_intsmooth.schedule.database import fused_module, workload_key
+    from tvm_intsmooth.schedule.targets import resolve_target
+
+    spec = resolve_target(target)
+    return FLOAT_SCHEDULES / spec.resolved_name / workload_key(
+        fused_module(mod, spec)
+    ), spec.resolved_name

@@ -10,6 +10,8 @@ classifier on them and counts the argmax votes:
   both run noise, clipping, classifier and vote counting inside the compiled graph;
 - tvm-float32: TVM's build of the float ONNX model (default schedules, not tuned), numpy
   Gaussian noise on the host;
+- tvm-float32-tuned: the same with the batch bound and the database that
+  ``benchmarks/tune_float.py`` tuned for it (left out, with a message, where there is none);
 - ort-float32: ONNX Runtime on the float model, numpy Gaussian noise;
 - ort-int8: ONNX Runtime on the same model quantized by ``onnxruntime.quantization.
   quantize_static`` (QDQ or QOperator, per-channel int8 weights, uint8 activations: U8S8,
@@ -48,6 +50,7 @@ METHODS = (
     "tvm-int-tuned",
     "tvm-int-untuned",
     "tvm-float32",
+    "tvm-float32-tuned",
     "ort-float32",
     "ort-int8",
     "torch-float32",
@@ -133,16 +136,27 @@ def noisy_batches(image: np.ndarray, args, n: int, seed: int):
         yield base + noise
 
 
-def tvm_float_runner(model: Path, image: np.ndarray, args) -> Runner:
-    """TVM's build of the float model (default schedules), host noise."""
+def tvm_float_runner(model: Path, image: np.ndarray, args, tuned: bool = False) -> Runner:
+    """TVM's build of the float model, host noise: default schedules (symbolic batch), or
+    (``tuned``) batch bound and the database of ``benchmarks/tune_float.py``."""
     import tvm
     from tvm import relax
 
     from tvm_intsmooth.importer import import_onnx
     from tvm_intsmooth.schedule import build
 
-    imported = import_onnx(model)
-    vm = relax.VirtualMachine(build(imported.mod, args.target, schedules=None), tvm.cpu())
+    if tuned:
+        mod, imported = bench_common.float_module(model, args.batch)
+        database, target = bench_common.float_database(mod, args.target)
+        if not database.is_dir():
+            raise LookupError(
+                f"no tuned float database for this model on {target} ({database}): run "
+                "`python benchmarks/tune_float.py` first"
+            )
+        vm = relax.VirtualMachine(build(mod, args.target, schedules=database), tvm.cpu())
+    else:
+        imported = import_onnx(model)
+        vm = relax.VirtualMachine(build(imported.mod, args.target, schedules=None), tvm.cpu())
 
     def run(n: int, seed: int) -> np.ndarray:
         counts = np.zeros(imported.num_classes, np.int64)
@@ -360,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "tvm-int-tuned": tvm_int("auto"),
             "tvm-int-untuned": tvm_int(None),
             "tvm-float32": lambda: tvm_float_runner(model, image, args),
+            "tvm-float32-tuned": lambda: tvm_float_runner(model, image, args, tuned=True),
             "ort-float32": lambda: ort_runner(model, image, args),
             "ort-int8": lambda: ort_runner(
                 ort_int8_model(model, calib, Path(tmp) / "int8.onnx", args.ort_int8_format),

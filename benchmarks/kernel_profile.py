@@ -1,12 +1,13 @@
-"""Which kernels take the time of one call of the smoothed function, blocked layout or not.
+"""Where the time of one call of the smoothed function goes, tuned build against untuned.
 
-Builds the smoothed classifier (noise + network + votes) twice, with the default CPU pipeline
-(blocked NCHW16c int8 kernels, tensorized where the target has an intrinsic) and with the old
-NCHW path (``default_cpu_pipeline(target, blocked_layout=False)``); checks that both give the
-same votes; times them interleaved; then times every kernel call of each (the Relax VM's
-instrument hook) and prints the largest.
+Builds the smoothed classifier (noise + network + votes) with the matching tuned database
+(schedules/, see ``intsmooth tune``) and with the default schedules; checks that both give
+the same votes; times them interleaved; then times every kernel call of each (the Relax VM's
+instrument hook) and lists the largest with their share of the time, their share of the
+model's multiply-accumulates and their GMAC/s (against the int8 peak of ``peak.py``): the
+profile that says which kernels hold a build back.
 
-    python benchmarks/kernel_profile.py [--model M.onnx] [--batch 100] [--threads 2]
+    python benchmarks/kernel_profile.py [--model M.onnx] [--batch 100] [--schedules DB]
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed calls per build (default 5)")
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     p.add_argument("--top", type=int, default=12, help="kernels listed per build (default 12)")
+    p.add_argument(
+        "--schedules",
+        default="auto",
+        metavar="DB",
+        help="tuned database folder (default auto: the shipped one that matches)",
+    )
     return p.parse_args(argv)
 
 
@@ -67,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     from tvm import relax
 
     from tvm_intsmooth.schedule import build, resolve_target
-    from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
+    from tvm_intsmooth.schedule.database import ScheduleLookup, fused_module
+    from tvm_intsmooth.schedule.tune import tunable_tasks
     from tvm_intsmooth.smoothing.api import smooth
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -76,30 +84,46 @@ def main(argv: list[str] | None = None) -> None:
             images = data["x"]
         smoothed = smooth(model, images[:64], args.sigma, batch=args.batch)
     spec = resolve_target("host")
+    macs = {task.task_name: m for task, m in tunable_tasks(fused_module(smoothed.mod, spec), spec)}
     words = [np.array([1, 2], np.int64), np.zeros(3, np.int64), np.array([args.batch], np.int64)]
     inputs = [tvm.runtime.tensor(a) for a in (images[100:101], *words)]
     vms = {}
-    for name, blocked in (("blocked (default)", True), ("NCHW (old)", False)):
-        pipeline = default_cpu_pipeline(spec.tvm_target, blocked_layout=blocked)
+    for name, schedules in (("tuned", args.schedules), ("untuned", None)):
+        lookup = ScheduleLookup(spec, schedules)
         start = time.perf_counter()
-        executable = build(smoothed.mod, spec, relax_pipeline=pipeline, require_integer_only=True)
-        print(f"{name}: built in {time.perf_counter() - start:.0f} s")
+        executable = build(smoothed.mod, spec, require_integer_only=True, schedules=lookup)
+        print(f"{name}: built in {time.perf_counter() - start:.0f} s, {lookup.summary()}")
         vms[name] = relax.VirtualMachine(executable, tvm.cpu())
     votes = [vm["main"](*inputs).numpy() for vm in vms.values()]
     if not np.array_equal(*votes):
         raise SystemExit(f"the builds disagree: {votes}")
+    from peak import measure_peak
+
+    peak = measure_peak(threads=[args.threads]).int8(args.threads)
     print(f"{description}, batch {args.batch}, {args.threads} threads, target {spec.tvm_target}")
     print(machine_description())
-    print(f"votes equal: {votes[0].ravel().tolist()}")
+    print(f"votes equal: {votes[0].ravel().tolist()}; int8 peak {peak:.0f} GMAC/s")
     calls = {name: (vm["main"], inputs) for name, vm in vms.items()}
     for name, ms in interleaved_median_ms(calls, args.repeats).items():
         print(f"{name:20s} {ms:9.1f} ms per call  {1e3 * args.batch / ms:8.0f} samples/s")
     for name, vm in vms.items():
         times = kernel_times(vm, inputs)
         total = sum(t for t, _ in times.values())
-        print(f"\n{name}: kernels, {1e3 * total:.1f} ms per call in all")
+        all_macs = sum(macs.get(s, 0) * n for s, (_, n) in times.items())
+        mac_time = sum(t for s, (t, _) in times.items() if macs.get(s))
+        print(
+            f"\n{name}: kernels {1e3 * total:.1f} ms per call in all, of which multiply-"
+            f"accumulate kernels {1e3 * mac_time:.1f} ms ({all_macs / mac_time / 1e9:.0f} "
+            f"GMAC/s, {100 * all_macs / mac_time / 1e9 / peak:.0f}% of peak)"
+        )
+        print("       ms  time%  MAC%  GMAC/s  calls kernel")
         for symbol, (t, n) in sorted(times.items(), key=lambda kv: -kv[1][0])[: args.top]:
-            print(f"{1e3 * t:9.1f} ms {100 * t / total:5.1f}%  x{n:<3d} {symbol[:80]}")
+            m = macs.get(symbol, 0) * n
+            rate = f"{m / t / 1e9:7.0f}" if m else "      -"
+            print(
+                f"{1e3 * t:9.1f} {100 * t / total:6.1f} {100 * m / all_macs:5.1f} {rate}  "
+                f"x{n:<4d} {symbol[:70]}"
+            )
 
 
 if __name__ == "__main__":

@@ -22,19 +22,11 @@ import os
 from pathlib import Path
 
 from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
-from tvm_intsmooth.cli.main import main
+from tvm_intsmooth.cli.main import run as intsmooth  # `intsmooth ARGS...` from Python
 
 SMALL = os.environ.get("INTSMOOTH_TUTORIAL_SMALL") == "1"  # the tests' setting
 N, IMAGES, CALIB = (300, 3, 100) if SMALL else (10_000, 20, 500)
 OUT = Path(os.environ.get("INTSMOOTH_TUTORIAL_OUT", "tutorial-output")) / "01_quickstart"
-
-
-def intsmooth(*args) -> None:
-    """`intsmooth ARGS...`, from Python (the same entry point as the shell command)."""
-    print("$ intsmooth", " ".join(map(str, args)), flush=True)
-    code = main([str(a) for a in args])
-    if code:
-        raise SystemExit(code)
 
 
 OUT.mkdir(parents=True, exist_ok=True)

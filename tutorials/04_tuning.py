@@ -36,21 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
-from tvm_intsmooth.cli.main import main
+from tvm_intsmooth.cli.main import run as intsmooth  # `intsmooth ARGS...` from Python
 from tvm_intsmooth.data import load_npz
 from tvm_intsmooth.runtime import SmoothedClassifier
 
 SMALL = os.environ.get("INTSMOOTH_TUTORIAL_SMALL") == "1"  # the tests' setting
 TRIALS, CALIB, BENCH_N = (2, 100, 200) if SMALL else (64, 500, 5000)
 OUT = Path(os.environ.get("INTSMOOTH_TUTORIAL_OUT", "tutorial-output")) / "04_tuning"
-
-
-def intsmooth(*args) -> None:
-    """`intsmooth ARGS...`, from Python (the same entry point as the shell command)."""
-    print("$ intsmooth", " ".join(map(str, args)), flush=True)
-    code = main([str(a) for a in args])
-    if code:
-        raise SystemExit(code)
 
 
 OUT.mkdir(parents=True, exist_ok=True)

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     elif schedules is not None:
         print(
             f"warning: no tuned schedules for this model on {args.target} (workload key "
-            f"{used['key']}): the build is untuned and slow. Tune it with\n  "
+            f"{used['key']}): the build is untuned (default schedules). Tune it with\n  "
             f"{tune_command(argparse.Namespace(**{**vars(args), 'output': None}))}",
             file=sys.stderr,
         )

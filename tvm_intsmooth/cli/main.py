@@ -73,5 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
+def run(*args) -> None:
+    """Run ``intsmooth ARGS...`` from Python (scripts, notebooks, tutorials): echo the command
+    line, then raise SystemExit with its exit status if it fails."""
+    print("$ intsmooth", " ".join(map(str, args)), flush=True)
+    code = main([str(a) for a in args])
+    if code:
+        raise SystemExit(code)
+
+
 if __name__ == "__main__":
     sys.exit(main())
