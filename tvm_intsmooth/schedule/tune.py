@@ -46,6 +46,7 @@ from tvm_intsmooth.schedule.database import (
     schedules_dir,
     workload_key,
 )
+from tvm_intsmooth.schedule.native_warnings import filtered_stderr
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
 
 __all__ = [
@@ -476,7 +477,10 @@ def tune(
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(console_level)
         database = ms.database.JSONDatabase(work_dir=work, module_equality=MODULE_EQUALITY)
         interrupted = False
-        with tqdm(total=trials, unit="trial", disable=not progress, desc="tuning") as bar:
+        with (
+            filtered_stderr(),
+            tqdm(total=trials, unit="trial", disable=not progress, desc="tuning") as bar,
+        ):
             try:
                 ms.tune.tune_tasks(
                     tasks=contexts,
