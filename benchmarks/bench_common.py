@@ -131,6 +131,5 @@ def float_database(mod, target: str) -> tuple[Path, str]:
     from tvm_intsmooth.schedule.targets import resolve_target
 
     spec = resolve_target(target)
-    return FLOAT_SCHEDULES / spec.resolved_name / workload_key(
-        fused_module(mod, spec)
-    ), spec.resolved_name
+    key = workload_key(fused_module(mod, spec))
+    return FLOAT_SCHEDULES / spec.resolved_name / key, spec.resolved_name
