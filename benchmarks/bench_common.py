@@ -112,15 +112,12 @@ FLOAT_SCHEDULES = Path(__file__).resolve().parent / "float_schedules"
 def float_module(model: Path, batch: int):
     """The float ONNX model as TVM imports it, with its batch bound to ``batch`` (tuned
     schedules are made for static shapes)."""
-    import tvm
+    from tvm import relax
 
     from tvm_intsmooth.importer import import_onnx
 
     imported = import_onnx(model)
-    functions = dict(imported.mod.functions_items())
-    main = imported.mod.get_global_var("main")
-    functions[main] = functions[main].bind_symbolic_vars({"batch": batch})
-    return tvm.IRModule(functions, attrs=imported.mod.attrs), imported
+    return relax.transform.BindSymbolicVars({"batch": batch})(imported.mod), imported
 
 
 def float_database(mod, target: str) -> tuple[Path, str]:

@@ -147,16 +147,16 @@ def tvm_float_runner(model: Path, image: np.ndarray, args, tuned: bool = False) 
 
     if tuned:
         mod, imported = bench_common.float_module(model, args.batch)
-        database, target = bench_common.float_database(mod, args.target)
-        if not database.is_dir():
+        schedules, target = bench_common.float_database(mod, args.target)
+        if not schedules.is_dir():
             raise LookupError(
-                f"no tuned float database for this model on {target} ({database}): run "
+                f"no tuned float database for this model on {target} ({schedules}): run "
                 "`python benchmarks/tune_float.py` first"
             )
-        vm = relax.VirtualMachine(build(mod, args.target, schedules=database), tvm.cpu())
     else:
         imported = import_onnx(model)
-        vm = relax.VirtualMachine(build(imported.mod, args.target, schedules=None), tvm.cpu())
+        mod, schedules = imported.mod, None
+    vm = relax.VirtualMachine(build(mod, args.target, schedules=schedules), tvm.cpu())
 
     def run(n: int, seed: int) -> np.ndarray:
         counts = np.zeros(imported.num_classes, np.int64)

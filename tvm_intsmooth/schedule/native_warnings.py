@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -23,16 +24,20 @@ def _forward(read_fd: int, write_fd: int, patterns) -> None:
     Text without a newline is passed on at once (progress bars redraw with ``\\r``), except a
     trailing piece that starts like a log line (``[``), which waits for the rest of its line.
     """
+
+    def kept(line: bytes) -> bool:
+        return not any(p.search(line) for p in patterns)
+
     pending = b""
     while chunk := os.read(read_fd, 65536):
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        out = b"".join(line + b"\n" for line in lines if not any(p.search(line) for p in patterns))
+        out = b"".join(line + b"\n" for line in lines if kept(line))
         if pending and not pending.startswith(b"["):
             out, pending = out + pending, b""
         if out:
             os.write(write_fd, out)
-    if pending and not any(p.search(pending) for p in patterns):
+    if pending and kept(pending):
         os.write(write_fd, pending)
 
 
@@ -40,8 +45,6 @@ def _forward(read_fd: int, write_fd: int, patterns) -> None:
 def filtered_stderr(patterns=HARMLESS) -> Iterator[None]:
     """Within the block, lines written to file descriptor 2 (by Python or C++) that match one
     of ``patterns`` are dropped; everything else reaches the real stderr unchanged."""
-    import sys
-
     with contextlib.suppress(Exception):
         sys.stderr.flush()
     saved = os.dup(2)
