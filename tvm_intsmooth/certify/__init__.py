@@ -1,5 +1,6 @@
-"""Certification on the host: Cohen et al.'s CERTIFY and PREDICT from vote counts, the
-RESULTS.tsv layout of their reference implementation, and certified-accuracy reports.
+"""Certification on the host: Cohen et al.'s CERTIFY and PREDICT from vote counts, sequential
+certification at chosen radii (anytime-valid), the RESULTS.tsv layout of their reference
+implementation, and certified-accuracy reports.
 
 Pure Python (numpy, scipy; matplotlib for plots): nothing here needs TVM.
 """
@@ -28,6 +29,14 @@ from tvm_intsmooth.certify.results_tsv import (
     sidecar_path,
 )
 from tvm_intsmooth.certify.results_writer import ResultsWriter
+from tvm_intsmooth.certify.sequential import (
+    SequentialCertificate,
+    certify_sequential,
+    checkpoints,
+    confidence_sequence_lower,
+    confidence_sequence_upper,
+    sequential_decision,
+)
 
 __all__ = [
     "ABSTAIN",
@@ -37,9 +46,14 @@ __all__ = [
     "CertifyResults",
     "ResultRow",
     "ResultsWriter",
+    "SequentialCertificate",
     "certified_accuracy",
     "certify",
     "certify_count",
+    "certify_sequential",
+    "checkpoints",
+    "confidence_sequence_lower",
+    "confidence_sequence_upper",
     "default_radii",
     "format_accuracy_table",
     "lower_confidence_bound",
@@ -47,5 +61,6 @@ __all__ = [
     "plot_certified_accuracy",
     "predict",
     "read_results",
+    "sequential_decision",
     "sidecar_path",
 ]
