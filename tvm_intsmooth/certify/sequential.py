@@ -62,15 +62,20 @@ CHECKPOINT_GROWTH = 2
 # of the root (about 1e-15) can never make it optimistic.
 BOUND_SLACK = 1e-12
 
-# Per-radius status in SequentialCertificate.status.
+# Per-radius status in SequentialCertificate.status: the lower bound (after the TV bound) reached
+# the radius's threshold; the upper bound (after the TV bound) is below it; even if every draw
+# left up to n_max voted for the guess, no remaining check could certify it; none of these yet.
 CERTIFIED = "certified"
 IMPOSSIBLE = "impossible"
+UNREACHABLE = "unreachable"
 UNDECIDED = "undecided"
 
-# SequentialCertificate.stop_reason.
-STOP_DECIDED = "decided"  # every listed radius is certified or out of reach
-STOP_N_MAX = "n_max"  # n_max draws spent; undecided radii stay uncertified
-CONTINUE = "continue"  # an interim result: draw more (still a valid certificate, see below)
+# SequentialCertificate.stop_reason: every listed radius certified or impossible (more draws would
+# not change the answer, with probability >= 1 - alpha); nothing undecided but some radius only
+# unreachable within n_max draws; an interim result (draw more; still a valid certificate).
+STOP_DECIDED = "decided"
+STOP_N_MAX = "n_max"
+CONTINUE = "continue"
 
 
 @dataclass(frozen=True)
@@ -83,10 +88,12 @@ class SequentialCertificate:
     ``p_a_upper`` are the confidence sequence's bounds on the guessed class's probability, running
     intersection over all checks so far, after subtracting (adding) the sampler's TV bound.
     ``n_a`` is the guessed class's count among the ``n`` estimation draws. ``radii`` are the listed
-    radii and ``status`` says for each whether it is ``"certified"``, ``"impossible"`` (out of
-    reach: the upper bound is below its threshold, or even n_max draws that all vote for the guess
-    could not certify it) or ``"undecided"``. ``stop_reason`` is ``"decided"`` (no radius
-    undecided), ``"n_max"`` (the budget is spent) or ``"continue"`` (an interim result).
+    radii and ``status`` says for each whether it is ``"certified"``, ``"impossible"`` (the upper
+    bound is below its threshold), ``"unreachable"`` (even if every draw left up to n_max voted for
+    the guess, no further check could certify it) or ``"undecided"``. ``stop_reason`` is
+    ``"decided"`` (every radius certified or impossible: more draws would not change the answer),
+    ``"n_max"`` (nothing undecided, but some radius only unreachable within the budget) or
+    ``"continue"`` (an interim result: some radius is undecided).
 
     Because the bounds hold at every sample size at once, the certificate is valid whenever the
     loop stops, interim results included: with probability at least 1 - alpha, every certified
@@ -306,14 +313,14 @@ def _decide(
                 default=-math.inf,
             )
             best_future -= tv_bound
-        status.append(UNDECIDED if _certifies(best_future, threshold) else IMPOSSIBLE)
+        status.append(UNDECIDED if _certifies(best_future, threshold) else UNREACHABLE)
     certified = [r for r, s in zip(radii, status, strict=True) if s == CERTIFIED]
-    if UNDECIDED not in status:
-        stop_reason = STOP_DECIDED
-    elif n >= n_max:
+    if UNDECIDED in status:  # never at n = n_max: no check is left, so nothing is reachable
+        stop_reason = CONTINUE
+    elif UNREACHABLE in status:
         stop_reason = STOP_N_MAX
     else:
-        stop_reason = CONTINUE
+        stop_reason = STOP_DECIDED
     return SequentialCertificate(
         prediction=guess if certified else ABSTAIN,
         radius=certified[-1] if certified else 0.0,
@@ -346,14 +353,19 @@ def sequential_decision(
     the sequence holds at all checks at once), a radius is
 
     - certified once ``L - tv_bound >= p_r`` (and ``> 1/2``, which matters for r = 0 only);
-    - impossible once ``U + tv_bound < p_r``, or once even the best case, every remaining draw up
-      to ``n_max`` voting for the guess, could not certify it at any remaining checkpoint of
-      :func:`checkpoints` (the lower bound of ``n_a + (t - n)`` of t draws, for those t > n);
+    - impossible once ``U + tv_bound < p_r``;
+    - unreachable once even the best case, every remaining draw up to ``n_max`` voting for the
+      guess, could not certify it at any remaining checkpoint of :func:`checkpoints` (the lower
+      bound of ``n_a + (t - n)`` successes in t draws, for those t > n; at n = n_max none is left);
     - undecided otherwise.
 
-    The loop stops (``stop_reason`` ``"decided"``) when no radius is undecided: the largest
-    certified radius cannot grow any more. At ``n >= n_max`` it stops with ``"n_max"``. Out-of-reach
-    decisions only end the loop early; they never certify anything, so they cost no soundness.
+    Certified radii form a prefix of the list and impossible or unreachable ones a suffix, so once
+    no radius is undecided the largest certified radius cannot grow any more and the loop stops:
+    ``stop_reason`` is ``"decided"``, or ``"n_max"`` when some radius is only unreachable
+    within the budget (always the case at n = n_max unless all are decided). Impossible and
+    unreachable radii only end the loop early; they never certify anything, so they cost no
+    soundness. The checks are assumed to happen at the checkpoints only in this budget
+    reasoning: checking elsewhere is just as valid.
     """
     guess = _check_count("guess", guess)
     if guess < 0:
