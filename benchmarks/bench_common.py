@@ -124,7 +124,8 @@ def float_database(mod, target: str) -> tuple[Path, str]:
     """Where ``benchmarks/tune_float.py`` keeps the float module's tuned database for
     ``target`` (``float_schedules/<target>/<key>``, keyed like the project's own databases),
     and the target's resolved name."""
-    from tvm_intsmooth.schedule.database import fused_module, workload_key
+    from tvm_intsmooth.pipeline.phases import fused_module
+    from tvm_intsmooth.schedule.database import workload_key
     from tvm_intsmooth.schedule.targets import resolve_target
 
     spec = resolve_target(target)

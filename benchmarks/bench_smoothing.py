@@ -116,8 +116,8 @@ def tvm_int_runner(smoothed, image: np.ndarray, args, schedules) -> tuple[Runner
     import tvm
     from tvm import relax
 
+    from tvm_intsmooth.pipeline.build import build
     from tvm_intsmooth.runtime import SmoothedClassifier
-    from tvm_intsmooth.schedule import build
     from tvm_intsmooth.schedule.database import ScheduleLookup
 
     lookup = ScheduleLookup(args.target, schedules)
@@ -143,7 +143,7 @@ def tvm_float_runner(model: Path, image: np.ndarray, args, tuned: bool = False) 
     from tvm import relax
 
     from tvm_intsmooth.importer import import_onnx
-    from tvm_intsmooth.schedule import build
+    from tvm_intsmooth.pipeline.build import build
 
     if tuned:
         mod, imported = bench_common.float_module(model, args.batch)
@@ -266,9 +266,9 @@ def measure(runners: dict[str, Runner], args) -> dict[str, list[float]]:
 def model_macs(smoothed, target: str) -> float:
     """Multiply-accumulates per sample of the integer classifier (its convolutions and dense
     layers, as the build's kernels compute them, channel padding included)."""
-    from tvm_intsmooth.schedule.database import fused_module
+    from tvm_intsmooth.pipeline.phases import fused_module
+    from tvm_intsmooth.pipeline.tune import tunable_tasks
     from tvm_intsmooth.schedule.targets import resolve_target
-    from tvm_intsmooth.schedule.tune import tunable_tasks
 
     spec = resolve_target(target)
     tasks = tunable_tasks(fused_module(smoothed.mod, spec), spec)
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             from tvm_intsmooth.data import load_dataset
 
             calib, _ = load_dataset(args.calib, split="train", max_count=500)
-        from tvm_intsmooth.smoothing.api import smooth
+        from tvm_intsmooth.pipeline.smooth import smooth
 
         smoothed = smooth(model, calib, args.sigma, batch=args.batch)
         macs = model_macs(smoothed, args.target)

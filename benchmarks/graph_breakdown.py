@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     import tvm
     from tvm import relax
 
-    from tvm_intsmooth.schedule import build
-    from tvm_intsmooth.smoothing.api import smooth
+    from tvm_intsmooth.pipeline.build import build
+    from tvm_intsmooth.pipeline.smooth import smooth
 
     with tempfile.TemporaryDirectory() as workdir:
         model, description = resolve_model(args.model, Path(workdir))

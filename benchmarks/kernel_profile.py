@@ -73,10 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     import tvm
     from tvm import relax
 
-    from tvm_intsmooth.schedule import build, resolve_target
-    from tvm_intsmooth.schedule.database import ScheduleLookup, fused_module
-    from tvm_intsmooth.schedule.tune import tunable_tasks
-    from tvm_intsmooth.smoothing.api import smooth
+    from tvm_intsmooth.pipeline.build import build
+    from tvm_intsmooth.pipeline.phases import fused_module
+    from tvm_intsmooth.pipeline.smooth import smooth
+    from tvm_intsmooth.pipeline.tune import tunable_tasks
+    from tvm_intsmooth.schedule import resolve_target
+    from tvm_intsmooth.schedule.database import ScheduleLookup
 
     with tempfile.TemporaryDirectory() as workdir:
         model, description = resolve_model(args.model, Path(workdir))

@@ -107,8 +107,8 @@ def child(artifact: str, n: int) -> None:
 
 
 def build_artifact(args, workdir: Path) -> tuple[Path, str]:
+    from tvm_intsmooth.pipeline.smooth import smooth
     from tvm_intsmooth.runtime import save_artifact
-    from tvm_intsmooth.smoothing.api import smooth
 
     model, description = bench_common.resolve_model(args.model, workdir)
     calib = bench_common.load_images()[:32]

@@ -1,7 +1,7 @@
 """Tune TVM's build of the float model, for the ``tvm-float32-tuned`` row of bench_smoothing.
 
 The peer that shows what tuning alone buys: the same ONNX model in float32, batch bound,
-tuned by MetaSchedule with the same search (``tvm_intsmooth.schedule.tune``: the target's
+tuned by MetaSchedule with the same search (``tvm_intsmooth.pipeline.tune``: the target's
 rules, XGBoost cost model, a kernel's tuned schedule kept only where it beats the default).
 The database goes to ``benchmarks/float_schedules/<target>/<key>``, where bench_smoothing
 finds it::
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="host", help="TVM target (default host)")
     args = p.parse_args(argv)
     bench_common.set_threads(args.threads)
-    from tvm_intsmooth.schedule.tune import tune
+    from tvm_intsmooth.pipeline.tune import tune
 
     with tempfile.TemporaryDirectory(prefix="tune_float_") as tmp:
         model, _ = bench_common.resolve_model(args.model, Path(tmp))

@@ -21,7 +21,7 @@ def random_images(shape, n, seed):
 def quantized_test_models():
     """name -> (onnx model, ImportedModel, QuantizedModel), calibrated on random images."""
     from tvm_intsmooth.importer import import_onnx
-    from tvm_intsmooth.quantize import quantize_static
+    from tvm_intsmooth.pipeline.quantize import quantize_static
 
     out = {}
     for name, make in TEST_MODELS.items():

@@ -15,13 +15,13 @@ from tvm import relax
 from tvm.relax import op as R
 
 from tvm_intsmooth.errors import UnsupportedModelError
+from tvm_intsmooth.pipeline.smooth import smooth
 from tvm_intsmooth.quantize.accumulator_bounds import (
     Interval,
     accumulator_bound,
     check_accumulator_bounds,
 )
 from tvm_intsmooth.reference import interpret
-from tvm_intsmooth.smoothing.api import smooth
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
 
 
@@ -87,7 +87,7 @@ def test_uint8_quantization_refuses_an_overflowing_first_layer():
     """Clean pixels too: 150528 x 127 x 255 > 2^31 when every weight has the same magnitude."""
     from onnx import numpy_helper
 
-    from tvm_intsmooth.quantize import quantize_static
+    from tvm_intsmooth.pipeline.quantize import quantize_static
 
     g = GraphBuilder((3, 224, 224), seed=8)
     model = g.build(g.gemm(g.flatten("input"), 2))

@@ -9,7 +9,8 @@ import tvm
 from tvm import relax
 
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.schedule import build, export, load, resolve_target
+from tvm_intsmooth.pipeline.build import build, export, load
+from tvm_intsmooth.schedule import resolve_target
 
 MULTIPLIER, SHIFT = 1518500250, 36  # about 0.0221: fixed-point requantization
 ELF_MACHINE = {"x86_64": 62, "aarch64": 183}

@@ -12,10 +12,10 @@ from tvm_intsmooth.analysis import check_integer_only
 from tvm_intsmooth.assets import ASSETS
 from tvm_intsmooth.data import load_npz
 from tvm_intsmooth.importer import import_onnx
-from tvm_intsmooth.quantize import quantize_static
+from tvm_intsmooth.pipeline.quantize import quantize_static
+from tvm_intsmooth.pipeline.smooth import smooth
 from tvm_intsmooth.reference import interpret
 from tvm_intsmooth.runtime import CompiledClassifier, float_inputs
-from tvm_intsmooth.smoothing.api import smooth
 from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 
 MANIFEST = json.loads((ASSETS / "models" / "manifest.json").read_text())["models"]

@@ -8,7 +8,7 @@ from tvm.script import tirx as T
 
 from tvm_intsmooth.analysis import Finding, check_integer_only
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.schedule import lower
+from tvm_intsmooth.pipeline.build import lower
 
 
 def integer_module() -> tvm.IRModule:

@@ -17,13 +17,13 @@ from tvm_intsmooth.cli.main import main
 from tvm_intsmooth.data import save_npz
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.importer import import_onnx
+from tvm_intsmooth.pipeline.smooth import smooth
 from tvm_intsmooth.runtime import FloatSmoothedClassifier, SmoothedClassifier, save_artifact
 from tvm_intsmooth.runtime.cohen_procedures import (
     estimation_stream,
     predict_stream,
     selection_stream,
 )
-from tvm_intsmooth.smoothing.api import smooth
 from tvm_intsmooth.smoothing.reference import reference_counts
 
 SIGMA = 0.5

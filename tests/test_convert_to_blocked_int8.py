@@ -25,13 +25,13 @@ from tvm_intsmooth.assets import ASSETS
 from tvm_intsmooth.data import load_npz
 from tvm_intsmooth.errors import UnsupportedModelError
 from tvm_intsmooth.importer import import_onnx
-from tvm_intsmooth.quantize import quantize_static
+from tvm_intsmooth.pipeline.build import build
+from tvm_intsmooth.pipeline.phases import cpu_pipeline
+from tvm_intsmooth.pipeline.quantize import quantize_static
 from tvm_intsmooth.reference import interpret
 from tvm_intsmooth.schedule import blocked_kernels as K
-from tvm_intsmooth.schedule import build
-from tvm_intsmooth.schedule.convert_to_blocked_int8 import ConvertToBlockedInt8
-from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
 from tvm_intsmooth.schedule.targets import resolve_target
+from tvm_intsmooth.transform.convert_to_blocked_int8 import ConvertToBlockedInt8
 
 MODELS = {**TEST_MODELS, "signed_input": signed_input_model}
 MANIFEST = json.loads((ASSETS / "models" / "manifest.json").read_text())["models"]
@@ -174,7 +174,7 @@ def test_blocked_logits_equal_reference_and_nchw_build(quantized, name):
     x = _noisy(mod, 6)
     spec = resolve_target("host")
     got = _run(build(mod, spec, require_integer_only=True), x)  # the default: blocked
-    plain = default_cpu_pipeline(spec.tvm_target, blocked_layout=False)
+    plain = cpu_pipeline(spec.tvm_target, blocked_layout=False)
     old = _run(build(mod, spec, relax_pipeline=plain, require_integer_only=True), x)
     np.testing.assert_array_equal(got, interpret(mod, x))
     np.testing.assert_array_equal(got, old)

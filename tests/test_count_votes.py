@@ -13,7 +13,7 @@ from tvm import relax
 from tvm.relax import op as R
 
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.smoothing.count_votes import CountVotes
+from tvm_intsmooth.transform.count_votes import CountVotes
 
 BATCH, CLASSES = 6, 4
 

@@ -15,9 +15,9 @@ from tvm import relax, tirx
 from tvm.relax import op as R
 
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.smoothing.inject_integer_noise import InjectIntegerNoise
 from tvm_intsmooth.smoothing.noise_sampler import noise_primfunc, sample_noise_numpy
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
+from tvm_intsmooth.transform.inject_integer_noise import InjectIntegerNoise
 
 SHAPE = (1, 2, 3)  # C, H, W
 COORDS = 6

@@ -6,11 +6,11 @@ import pytest
 import tvm
 from intrinsics_conv import blocked_conv, host_has, reference, run_blocked_conv
 
+from tvm_intsmooth.compat import load_stock_intrinsics
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule import resolve_target
 from tvm_intsmooth.schedule.intrinsics import KernelIntrin, tensor_intrin_for, x86
 from tvm_intsmooth.schedule.intrinsics import lookup as L
-from tvm_intsmooth.schedule.intrinsics.stock import load_stock
 from tvm_intsmooth.schedule.intrinsics.tensorize import tensorize_blocked_conv
 
 
@@ -52,7 +52,7 @@ def test_lookup_facts():
 def test_stock_vnni_intrinsic_still_fails_to_build():
     """TVM 0.27's dot_16x4_vnni passes 16 x i32 to LLVM 22's vpdpbusd (64 x i8 operands). When
     this test fails, upstream fixed it: drop intsmooth_dot_16x4_u8i8i32_vnni and use theirs."""
-    upstream = load_stock("x86")
+    upstream = load_stock_intrinsics("x86")
     name = "intsmooth_test_upstream_dot_16x4_vnni"
     tvm.s_tir.TensorIntrin.register(
         name,

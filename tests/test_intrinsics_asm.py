@@ -94,8 +94,8 @@ def test_blocked_pipeline_with_the_intrinsics_is_exact(target, feature):
     """The default CPU pipeline's blocked kernels (fused epilogue under the row loop, int64
     indices, symbolic batch) with this target's intrinsics equal the numpy interpreter. The AVX2
     intrinsics once had a loop in their body, which went wrong only in this setting."""
+    from tvm_intsmooth.pipeline.build import build
     from tvm_intsmooth.reference import interpret
-    from tvm_intsmooth.schedule import build
 
     if not host_has(feature):
         pytest.skip(f"this CPU has no {feature}")

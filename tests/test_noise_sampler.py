@@ -14,7 +14,7 @@ from tvm.tirx.script import builder as T
 
 from tvm_intsmooth.analysis import check_integer_only
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.schedule import lower
+from tvm_intsmooth.pipeline.build import lower
 from tvm_intsmooth.smoothing.noise_sampler import (
     _emit_lookup,
     _search_table,

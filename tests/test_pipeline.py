@@ -19,6 +19,7 @@ import pytest
 from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
 from tvm_intsmooth.cli.main import main
 from tvm_intsmooth.data import load_npz
+from tvm_intsmooth.pipeline import PHASES
 from tvm_intsmooth.runtime import SmoothedClassifier
 
 CALIB, BATCH, N = 100, 100, 300
@@ -35,11 +36,12 @@ _SCRIPT = textwrap.dedent(
 
     assert "tvm_intsmooth.pipeline" not in sys.modules  # registered without loading it
     x, _ = load_npz({str(DEMO_DATA)!r})
+    mod = tvm_intsmooth.import_onnx({str(DEMO_MODEL)!r}).mod
+    calibration = tvm_intsmooth.calibrate(mod, x[:{CALIB}], sigma=0.25)  # before compiling
     pipeline = relax.get_pipeline(
-        "intsmooth", sigma=0.25, calibration=x[:{CALIB}], batch={BATCH}, dump_ir=sys.argv[1]
+        "intsmooth", sigma=0.25, calibration=calibration, batch={BATCH}, dump_ir=sys.argv[1]
     )
     table_k = pipeline.table.K  # the noise table is there before the pipeline runs
-    mod = tvm_intsmooth.import_onnx({str(DEMO_MODEL)!r}).mod
     from tvm_intsmooth.schedule.targets import resolve_target
     target = resolve_target("host").tvm_target  # a TVM Target: the bundled one it equals
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
@@ -79,11 +81,7 @@ def test_registered_pipeline_gives_the_counts_of_intsmooth_compile(tmp_path):
     assert result["schedules"] == compiled.meta["schedules"]
     assert result["tv_bound"] == result["noise_tv"] == compiled.tv_bound
     assert sorted(p.name for p in dumps.iterdir()) == [
-        "00_float.py",
-        "01_quantize_to_integer.py",
-        "02_inject_integer_noise.py",
-        "03_count_votes.py",
-        "04_build.py",
+        f"{i:02d}_{name}.py" for i, name in enumerate(PHASES)
     ]
     assert "R.call_tir" in (dumps / "02_inject_integer_noise.py").read_text()
     assert np.sum(expected[0]) == N
@@ -91,14 +89,40 @@ def test_registered_pipeline_gives_the_counts_of_intsmooth_compile(tmp_path):
 
 def test_registered_when_tvm_is_imported_first():
     code = (
-        "import tvm, tvm_intsmooth, numpy as np\n"
-        "p = tvm.relax.get_pipeline('intsmooth', sigma=0.5, calibration=np.zeros((1, 1, 2, 2)))\n"
+        "import tvm, tvm_intsmooth\n"
+        "p = tvm.relax.get_pipeline('intsmooth', sigma=0.5, calibration=tvm_intsmooth.Calibration("
+        "{}, 0.5))\n"
         "assert type(p).__name__ == 'IntSmoothPipeline' and p.table.sigma == 0.5\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_pipeline_needs_calibration_images():
+def test_registering_twice_changes_nothing():
+    """A second copy of the package (a reload) finds "intsmooth" registered and leaves it."""
+    code = (
+        "import importlib, tvm, tvm_intsmooth\n"
+        "from tvm.relax.pipeline import PIPELINE_MAP\n"
+        "first = PIPELINE_MAP['intsmooth']\n"
+        "importlib.reload(tvm_intsmooth.registration).register()\n"
+        "importlib.reload(tvm_intsmooth)\n"
+        "assert PIPELINE_MAP['intsmooth'] is first\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_calibration_under_other_noise_is_refused():
+    import tvm
+
+    from tvm_intsmooth import Calibration
+    from tvm_intsmooth.errors import IntSmoothError
+
+    with pytest.raises(IntSmoothError, match="sigma=0.5.*sigma=0.25"):
+        tvm.relax.get_pipeline("intsmooth", sigma=0.25, calibration=Calibration({}, 0.5))
+    with pytest.raises(IntSmoothError, match="calibrate"):
+        tvm.relax.get_pipeline("intsmooth", sigma=0.25, calibration=np.zeros((1, 1, 2, 2)))
+
+
+def test_pipeline_needs_calibration():
     import tvm
 
     import tvm_intsmooth  # noqa: F401  (registers the pipeline)
@@ -113,15 +137,17 @@ def test_metadata_before_running_is_a_clear_error():
 
     from tvm_intsmooth.errors import IntSmoothError
 
-    pipeline = tvm.relax.get_pipeline("intsmooth", sigma=0.25, calibration=np.zeros((1, 1, 2, 2)))
+    from tvm_intsmooth import Calibration
+
+    pipeline = tvm.relax.get_pipeline("intsmooth", sigma=0.25, calibration=Calibration({}, 0.25))
     with pytest.raises(IntSmoothError, match="not run yet"):
         pipeline.metadata()
 
 
-def test_smoothing_does_not_import_the_pipeline():
-    """No import cycle: the smoothing package stands without the pipeline module."""
+def test_the_passes_stand_without_the_pipeline():
+    """The passes are usable in any TVM pipeline: importing them loads no composer."""
     code = (
-        "import sys, tvm_intsmooth.smoothing.api, tvm_intsmooth.smoothing.count_votes;"
-        "assert 'tvm_intsmooth.pipeline' not in sys.modules, 'smoothing imports the pipeline'"
+        "import sys, tvm_intsmooth.transform;"
+        "assert 'tvm_intsmooth.pipeline' not in sys.modules, 'the passes import the pipeline'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -26,12 +26,12 @@ HEADLINE = {
 
 def test_headline_names_resolve():
     import tvm_intsmooth as tis
-    import tvm_intsmooth.smoothing.api  # noqa: F401  (the subpackage is no longer `smooth`)
+    import tvm_intsmooth.pipeline.smooth  # noqa: F401  (the subpackage is no longer `smooth`)
 
     assert set(tis.__all__) >= HEADLINE
     for name in tis.__all__:
         assert getattr(tis, name) is not None, name
-    assert callable(tis.smooth) and tis.smooth.__module__ == "tvm_intsmooth.smoothing.api"
+    assert callable(tis.smooth) and tis.smooth.__module__ == "tvm_intsmooth.pipeline.smooth"
     assert callable(tis.SmoothedClassifier.certify) and callable(tis.SmoothedClassifier.predict)
     cert = tis.certify.certify(np.array([0, 9]), np.array([1, 99]), 0.25, 0.001)
     assert cert.prediction == 1 and cert.radius > 0

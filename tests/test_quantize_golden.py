@@ -15,7 +15,7 @@ from test_quantize_to_integer import _per_channel_int8, _q31
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from tvm_intsmooth.quantize import QuantizeToInteger
+from tvm_intsmooth.transform.quantize_to_integer import QuantizeToInteger
 
 W1 = np.array([[[[2.0]]], [[[-1.0]]]], "float32")  # 2 x 1 x 1 x 1: conv of the input image
 W2 = np.array([[[[1.0]], [[0.5]]], [[[-1.0]], [[2.0]]]], "float32")  # 2 x 2 x 1 x 1

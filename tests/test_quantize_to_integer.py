@@ -16,10 +16,11 @@ from tvm import relax, tirx
 from tvm.relax import op as R
 
 from tvm_intsmooth.analysis import check_integer_only
-from tvm_intsmooth.quantize import QuantizeToInteger, quantize_static
+from tvm_intsmooth.pipeline.build import lower
+from tvm_intsmooth.pipeline.quantize import quantize_static
 from tvm_intsmooth.reference import interpret
 from tvm_intsmooth.runtime import CompiledClassifier, float_inputs
-from tvm_intsmooth.schedule import lower
+from tvm_intsmooth.transform.quantize_to_integer import QuantizeToInteger
 
 
 def _q31(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,10 +32,10 @@ from onnx_models import conv_model, ort_qdq_model
 from tvm_intsmooth.assets import ASSETS
 from tvm_intsmooth.data import load_npz, save_npz
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.smooth import smooth
 from tvm_intsmooth.remote import Device, EmulatedPi, benchmark, device_report, emulator_cache
 from tvm_intsmooth.remote.emulated_pi import listener_path
 from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
-from tvm_intsmooth.smoothing.api import smooth
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(tool) is None for tool in emulator_cache.TOOLS),

@@ -13,9 +13,10 @@ from tvm.script import relax as R
 from tvm_intsmooth.assets import ASSETS
 from tvm_intsmooth.data import load_npz
 from tvm_intsmooth.importer import import_onnx
-from tvm_intsmooth.schedule.database import fused_module, workload_key
-from tvm_intsmooth.schedule.scalar_constants_as_tensors import ScalarConstantsAsTensors
-from tvm_intsmooth.smoothing.api import smooth
+from tvm_intsmooth.pipeline.phases import fused_module
+from tvm_intsmooth.pipeline.smooth import smooth
+from tvm_intsmooth.schedule.database import workload_key
+from tvm_intsmooth.transform.scalar_constants_as_tensors import ScalarConstantsAsTensors
 
 MULT, SHIFT = np.int64(1677815064), np.int64(31)
 

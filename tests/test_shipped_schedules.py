@@ -22,19 +22,19 @@ from tvm import relax
 from tvm_intsmooth.assets import ASSETS
 from tvm_intsmooth.data import load_npz
 from tvm_intsmooth.importer import import_onnx
+from tvm_intsmooth.pipeline.build import build
+from tvm_intsmooth.pipeline.phases import fused_module
+from tvm_intsmooth.pipeline.smooth import smooth
+from tvm_intsmooth.pipeline.tune import tunable_tasks
 from tvm_intsmooth.runtime import SmoothedClassifier
-from tvm_intsmooth.schedule import build
 from tvm_intsmooth.schedule.database import (
     ScheduleLookup,
     find_database,
-    fused_module,
     load_database,
     schedules_dir,
     workload_key,
 )
 from tvm_intsmooth.schedule.targets import host_can_run, resolve_target
-from tvm_intsmooth.schedule.tune import tunable_tasks
-from tvm_intsmooth.smoothing.api import smooth
 from tvm_intsmooth.smoothing.reference import reference_counts
 
 ROOT = Path(__file__).resolve().parent.parent

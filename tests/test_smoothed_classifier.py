@@ -21,14 +21,14 @@ from onnx_models import conv_model
 from tvm_intsmooth.analysis import check_integer_only
 from tvm_intsmooth.errors import DataError, IntSmoothError
 from tvm_intsmooth.importer import import_onnx
-from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
-from tvm_intsmooth.schedule import lower
-from tvm_intsmooth.smoothing.api import (
+from tvm_intsmooth.pipeline.build import lower
+from tvm_intsmooth.pipeline.calibrate import (
     CALIBRATION_SEED,
     calibration_stream,
     noisy_calibration,
-    smooth,
 )
+from tvm_intsmooth.pipeline.smooth import smooth
+from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
 from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
 from tvm_intsmooth.smoothing.reference import reference_counts

@@ -25,9 +25,9 @@ import pytest
 from onnx_models import GraphBuilder
 from scipy.stats import binomtest, norm
 
+from tvm_intsmooth.pipeline.smooth import smooth
 from tvm_intsmooth.reference import interpret
 from tvm_intsmooth.runtime import SmoothedClassifier
-from tvm_intsmooth.smoothing.api import smooth
 
 SIGMA = 0.25
 ALPHA = 0.05

@@ -12,6 +12,12 @@ import numpy as np
 import pytest
 
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.calibrate import (
+    CALIBRATION_SEED,
+    CALIBRATION_STREAM_BASE,
+    calibration_stream,
+    noisy_calibration,
+)
 from tvm_intsmooth.runtime.cohen_procedures import (
     MAX_CERTIFY_INDEX,
     MAX_PREDICT_INDEX,
@@ -19,12 +25,6 @@ from tvm_intsmooth.runtime.cohen_procedures import (
     estimation_stream,
     predict_stream,
     selection_stream,
-)
-from tvm_intsmooth.smoothing.api import (
-    CALIBRATION_SEED,
-    CALIBRATION_STREAM_BASE,
-    calibration_stream,
-    noisy_calibration,
 )
 from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table

@@ -18,8 +18,8 @@ from tvm_intsmooth.certify import ResultsWriter, read_results, sidecar_path
 from tvm_intsmooth.cli.main import main
 from tvm_intsmooth.data import save_npz
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.smooth import smooth
 from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
-from tvm_intsmooth.smoothing.api import smooth
 
 SHAPE = (1, 4, 4)
 FAST = ["--n0", "10", "--n", "50", "--alpha", "0.01"]

@@ -27,19 +27,19 @@ from tvm import relax
 
 from tvm_intsmooth.cli.main import main
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.build import build
+from tvm_intsmooth.pipeline.phases import fused_module
+from tvm_intsmooth.pipeline.smooth import smooth
+from tvm_intsmooth.pipeline.tune import tunable_tasks, tune
 from tvm_intsmooth.runtime import SmoothedClassifier
-from tvm_intsmooth.schedule import build
 from tvm_intsmooth.schedule.database import (
     SCHEDULES_ENV,
     ScheduleLookup,
     find_database,
-    fused_module,
     load_database,
     workload_key,
 )
 from tvm_intsmooth.schedule.targets import resolve_target
-from tvm_intsmooth.schedule.tune import tunable_tasks, tune
-from tvm_intsmooth.smoothing.api import smooth
 from tvm_intsmooth.smoothing.reference import reference_counts
 
 TARGET = "x86-vnni"

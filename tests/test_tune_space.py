@@ -13,11 +13,11 @@ import pytest
 from conftest import random_images
 from onnx_models import signed_input_model
 
-from tvm_intsmooth.schedule.database import fused_module
+from tvm_intsmooth.pipeline.phases import fused_module
+from tvm_intsmooth.pipeline.smooth import smooth
+from tvm_intsmooth.pipeline.tune import _intrinsic_names, conv_data_max, tunable_tasks
 from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
 from tvm_intsmooth.schedule.targets import resolve_target
-from tvm_intsmooth.schedule.tune import _intrinsic_names, conv_data_max, tunable_tasks
-from tvm_intsmooth.smoothing.api import smooth
 
 
 @pytest.fixture(scope="module")

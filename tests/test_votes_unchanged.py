@@ -72,7 +72,10 @@ def counts_of(name: str) -> list[list[int]]:
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=[pytest.mark.slow] if slow else []) for n, (slow, _, _) in CASES.items()],
+    [
+        pytest.param(n, marks=[pytest.mark.slow] if slow else [])
+        for n, (slow, _, _) in CASES.items()
+    ],
 )
 def test_counts_identical_to_committed(name):
     expected = json.loads(EXPECTED.read_text())[name]

@@ -11,8 +11,10 @@ Part 1, the passes one by one:
 
 Part 2, the registered pipeline: ``tvm.relax.get_pipeline("intsmooth", ...)`` is all of that as
 one pass (quantize, noise, votes, then the target's build phases) for ``tvm.compile``, with an
-optional IR dump after each phase. (Part 1 calibrates on clean images for brevity; the pipeline,
-like ``intsmooth compile``, calibrates on noisy copies, which suits the noisy inputs better.)
+optional IR dump after each phase (tvm_intsmooth.pipeline.PHASES names them). Calibration runs
+the float model, so it is a step before compiling, and its result goes into the pipeline.
+(Part 1 calibrates on clean images for brevity; Part 2, like ``intsmooth compile``, on noisy
+copies, which suits the noisy inputs better.)
 """
 
 import os
@@ -21,20 +23,17 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_intsmooth import build, check_integer_only, import_onnx
+from tvm_intsmooth import SmoothedClassifier, build, calibrate, check_integer_only, import_onnx
 from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
 from tvm_intsmooth.data import load_npz
-from tvm_intsmooth.quantize import CalibrationReader, QuantizeToInteger, collect_ranges
-from tvm_intsmooth.runtime import SmoothedClassifier
-from tvm_intsmooth.smoothing.count_votes import CountVotes
-from tvm_intsmooth.smoothing.inject_integer_noise import InjectIntegerNoise
+from tvm_intsmooth.transform import CountVotes, InjectIntegerNoise, QuantizeToInteger
 
 SIGMA, BATCH = 0.25, 100
 N = 300 if os.environ.get("INTSMOOTH_TUTORIAL_SMALL") == "1" else 2000  # the tests use 300
 
 images, labels = load_npz(DEMO_DATA)
 imported = import_onnx(DEMO_MODEL)  # float Relax, batch dimension symbolic
-ranges = collect_ranges(imported.mod, CalibrationReader(images[:200]))  # max |activation|
+ranges = calibrate(imported, images[:200]).ranges  # max |activation| per float variable
 
 noise = InjectIntegerNoise(SIGMA, BATCH)  # its .table holds the thresholds and the TV bound
 pipeline = tvm.transform.Sequential(
@@ -67,8 +66,9 @@ print(
 
 # Part 2: the registered pipeline. Importing tvm_intsmooth (after tvm) registered "intsmooth".
 dump = os.path.join(os.environ.get("INTSMOOTH_TUTORIAL_OUT", "tutorial-output"), "05_ir")
+calibration = calibrate(imported, images[:200], sigma=SIGMA)  # on noisy copies
 smoothing = relax.get_pipeline(
-    "intsmooth", sigma=SIGMA, calibration=images[:200], batch=BATCH, dump_ir=dump
+    "intsmooth", sigma=SIGMA, calibration=calibration, batch=BATCH, dump_ir=dump
 )
 print(f"noise table: K = {smoothing.table.K}, {smoothing.table.bits}-bit thresholds")
 executable = tvm.compile(imported.mod, target="llvm", relax_pipeline=smoothing)

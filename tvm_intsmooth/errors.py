@@ -5,7 +5,7 @@ an :class:`IntSmoothError` with a message that names the thing and says what to 
 such errors as one paragraph and exits with status 1, without a traceback.
 
 This module imports nothing heavy (the CLI's start-up depends on it); the classes are registered
-with TVM's FFI by :mod:`tvm_intsmooth.tvm_hooks` when the compiler side is loaded.
+with TVM's FFI by :mod:`tvm_intsmooth.registration` when the compiler side is loaded.
 """
 
 

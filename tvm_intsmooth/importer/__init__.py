@@ -1,10 +1,8 @@
 """Import: ONNX image classifiers into float Relax modules."""
 
-from tvm_intsmooth import tvm_hooks
-
-from .import_model import ModelLike, import_model
-from .onnx_import import SUPPORTED_OPS, ImportedModel, import_onnx
-from .relax_import import import_relax
+from tvm_intsmooth.importer.import_model import ModelLike, import_model
+from tvm_intsmooth.importer.onnx_import import SUPPORTED_OPS, ImportedModel, import_onnx
+from tvm_intsmooth.importer.relax_import import import_relax
 
 __all__ = [
     "SUPPORTED_OPS",
@@ -14,5 +12,3 @@ __all__ = [
     "import_onnx",
     "import_relax",
 ]
-
-tvm_hooks.register()

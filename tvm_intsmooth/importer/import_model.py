@@ -7,9 +7,9 @@ import os
 import onnx
 import tvm
 
-from ..errors import IntSmoothError
-from .onnx_import import ImportedModel, import_onnx
-from .relax_import import import_relax
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.importer.onnx_import import ImportedModel, import_onnx
+from tvm_intsmooth.importer.relax_import import import_relax
 
 ModelLike = str | os.PathLike | onnx.ModelProto | ImportedModel | tvm.IRModule
 

@@ -32,8 +32,8 @@ import onnx
 from onnx import numpy_helper
 from tvm import ir, relax, tirx
 
-from ..errors import IntSmoothError, UnsupportedModelError
-from .onnx_ops import CONVERTERS, ConvertContext
+from tvm_intsmooth.errors import IntSmoothError, UnsupportedModelError
+from tvm_intsmooth.importer.onnx_ops import CONVERTERS, ConvertContext
 
 #: Operators with a converter; anything else is reported as unsupported.
 SUPPORTED_OPS = frozenset(CONVERTERS)

@@ -17,7 +17,7 @@ from onnx import helper, numpy_helper
 from tvm import relax, tirx
 from tvm.relax import op as R
 
-from ..errors import UnsupportedModelError
+from tvm_intsmooth.errors import UnsupportedModelError
 
 Value = relax.Expr | np.ndarray
 

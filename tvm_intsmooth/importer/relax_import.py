@@ -15,8 +15,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax, tirx
 
-from ..errors import UnsupportedModelError
-from .onnx_import import ImportedModel
+from tvm_intsmooth.errors import UnsupportedModelError
+from tvm_intsmooth.importer.onnx_import import ImportedModel
 
 #: The passes applied to a frontend's module before quantization.
 FOLDING_PASSES = (

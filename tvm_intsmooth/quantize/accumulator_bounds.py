@@ -24,7 +24,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..errors import UnsupportedModelError
+from tvm_intsmooth.errors import UnsupportedModelError
 
 INT8_WEIGHT_MAX = 128  # |w| <= 128 for any int8 weight (the quantizer's are within 127)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import IntSmoothError
+from tvm_intsmooth.errors import IntSmoothError
 
 MAX_SHIFT = 62
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from tvm import relax
 
-from ..errors import UnsupportedModelError
+from tvm_intsmooth.errors import UnsupportedModelError
 
 
 def dataflow_bindings(func: relax.Function) -> Iterator[tuple[relax.Var, relax.Expr]]:

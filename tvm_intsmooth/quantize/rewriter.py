@@ -16,9 +16,9 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
-from ..errors import UnsupportedModelError
-from .fixed_point import quantize_multiplier
-from .states import Acc, Int8, State
+from tvm_intsmooth.errors import UnsupportedModelError
+from tvm_intsmooth.quantize.fixed_point import quantize_multiplier
+from tvm_intsmooth.quantize.states import Acc, Int8, State
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -68,7 +68,7 @@ class RewriteContext:
         if key not in self.calibration:
             raise UnsupportedModelError(
                 f"QuantizeToInteger: no calibration range for {key!r}; calibrate the module that "
-                "is being quantized (tvm_intsmooth.quantize.calibrate)."
+                "is being quantized (tvm_intsmooth.pipeline.calibrate)."
             )
         return max(float(self.calibration[key]), 1e-8)
 

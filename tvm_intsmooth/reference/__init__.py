@@ -1,5 +1,5 @@
 """Independent numpy references for the integer graphs."""
 
-from .interpreter import interpret
+from tvm_intsmooth.reference.interpreter import interpret
 
 __all__ = ["interpret"]

@@ -15,8 +15,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..errors import IntSmoothError
-from . import numpy_ops
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.reference import numpy_ops
 
 OpImpl = Callable[[relax.Call, list, Callable], np.ndarray]
 OPS: dict[str, OpImpl] = {}

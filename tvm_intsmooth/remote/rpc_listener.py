@@ -1,7 +1,7 @@
 """A TVM RPC server that listens in its own process and reports what device it runs on.
 
-Run as a script by any Python with TVM (it imports nothing else of tvm_intsmooth):
-``python3 rpc_listener.py --port 9090 [--tracker HOST:PORT --key KEY]``. The emulated Pi runs it
+Run as a script by any Python with TVM (of tvm_intsmooth it only loads compat.py, the TVM patches,
+from the package or from beside it): ``python3 rpc_listener.py --port 9090 [--tracker HOST:PORT --key KEY]``. The emulated Pi runs it
 under qemu-user, where TVM's stock ``python -m tvm.exec.rpc_server`` fails: it re-executes
 ``sys.executable`` for its server process, and without binfmt_misc the kernel cannot execute an
 aarch64 binary ("Exec format error"). Here TVM's own listening loop runs in this process and
@@ -16,12 +16,15 @@ the global function ``tvm_intsmooth.device_report`` returns to RPC clients.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import signal
 import sys
 import time
+from pathlib import Path
+from types import ModuleType
 
 REPORT_FUNCTION = "tvm_intsmooth.device_report"
 
@@ -94,21 +97,17 @@ def _wait_registered(tracker: tuple[str, int], key: str, port: int, timeout: flo
         session.close()
 
 
-def _survive_session_crashes(server_module) -> None:
-    """TVM's listening loop ends when a session's child process dies of a signal (a library
-    that crashes): keep listening instead, as a board's server should."""
-    stock = server_module._serving
-
-    def serving(sock, addr, *args):
-        cwd = os.getcwd()
-        try:
-            stock(sock, addr, *args)
-        except RuntimeError as err:
-            print(f"rpc_listener: the session of {addr} ended abnormally: {err}", file=sys.stderr)
-            os.chdir(cwd)
-            sock.close()
-
-    server_module._serving = serving
+def _compat() -> ModuleType:
+    """tvm_intsmooth's compat module (TVM patches), loaded by file path: from the package this
+    script belongs to, or from beside it when the two files were copied to a board."""
+    here = Path(__file__).resolve().parent
+    for path in (here.parent / "compat.py", here / "compat.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("intsmooth_compat", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise RuntimeError(f"compat.py not found beside {__file__}: copy it along with this script")
 
 
 def serve(
@@ -131,7 +130,7 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    _survive_session_crashes(server_module)
+    _compat().keep_rpc_server_listening(server_module)
     state = PopenRPCServerState(host, port, port + 1, tracker_addr=tracker, key=key, silent=True)
     if tracker is not None:
         _wait_registered(tracker, key, port, timeout=60)

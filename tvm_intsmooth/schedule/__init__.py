@@ -1,9 +1,7 @@
-"""Targets (targets/ folder), building for them, exporting and loading compiled libraries."""
+"""Schedule: targets (targets/ folder), the blocked int8 kernels and their tensor intrinsics, and
+the tuned schedule databases (schedules/ folder). Building for a target is in
+:mod:`tvm_intsmooth.pipeline`."""
 
-from tvm_intsmooth import tvm_hooks
-from tvm_intsmooth.schedule.build import build, export, load, lower
 from tvm_intsmooth.schedule.targets import TargetSpec, list_targets, resolve_target
 
-__all__ = ["TargetSpec", "build", "export", "list_targets", "load", "lower", "resolve_target"]
-
-tvm_hooks.register()
+__all__ = ["TargetSpec", "list_targets", "resolve_target"]

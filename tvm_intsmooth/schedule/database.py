@@ -17,14 +17,12 @@ changes the key only where it moves a conv between classes (an activation that c
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,7 +76,8 @@ def _schedulable(func) -> bool:
 def workload_key(fused: tvm.IRModule) -> str:
     """A hash of the module's schedulable PrimFuncs with constants ignored (16 hex digits).
 
-    ``fused`` is the module after the build's fusion passes (see :func:`fused_module`).
+    ``fused`` is the module after the build's fusion passes
+    (:func:`tvm_intsmooth.pipeline.phases.fused_module`).
     """
     hashes = sorted(
         f"{tvm_ffi.structural_hash(func, skip_tensor_content=True):016x}"
@@ -88,21 +87,9 @@ def workload_key(fused: tvm.IRModule) -> str:
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
 
 
-def fused_module(mod: tvm.IRModule, target: TargetSpec | str) -> tvm.IRModule:
-    """``mod`` after the build's passes up to operator fusion: what tuning extracts tasks from
-    and what a database is applied to."""
-    from tvm_intsmooth.schedule.parallel_schedule import schedule_input_passes
-
-    tgt = resolve_target(target).tvm_target
-    with tgt:
-        return tvm.transform.Sequential(schedule_input_passes(tgt))(mod)
-
-
 def register_intrinsics() -> None:
     """Register the project's tensor intrinsics, which tuned traces name."""
-    # Until the intrinsics package exists the blocked kernels have no intrinsic either.
-    with contextlib.suppress(ImportError):
-        import tvm_intsmooth.schedule.intrinsics  # noqa: F401  (registers on import)
+    import tvm_intsmooth.schedule.intrinsics  # noqa: F401  (registers on import)
 
 
 @dataclass
@@ -124,7 +111,7 @@ class TunedDatabase:
 
 
 def load_database(path: str | os.PathLike) -> TunedDatabase:
-    """Open a database folder written by :func:`tvm_intsmooth.schedule.tune.tune`."""
+    """Open a database folder written by :func:`tvm_intsmooth.pipeline.tune.tune`."""
     path = Path(path)
     missing = [name for name in (WORKLOADS_GZ, RECORDS) if not (path / name).is_file()]
     if missing:
@@ -226,16 +213,6 @@ class ScheduleLookup:
             _schedulable(fused[gv]) and not _schedulable(f) for gv, f in out.functions_items()
         )
         return out
-
-    def as_pass(self) -> tvm.transform.Pass:
-        """The lookup as a module pass, to run right after fusion."""
-        apply: Callable[[tvm.IRModule], tvm.IRModule] = self.apply
-
-        @tvm.transform.module_pass(opt_level=0, name="IntSmoothApplyTunedSchedules")
-        def _apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-            return apply(mod)
-
-        return _apply
 
     def summary(self) -> dict:
         """What the build used, for artifact metadata."""

@@ -14,11 +14,9 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-import tvm
-from tvm import relax
 
-from ..errors import IntSmoothError
-from .noise_table import NoiseTable
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.smoothing.noise_table import NoiseTable
 
 FACTS_FUNCTION = "intsmooth_facts"
 FACTS_VERSION = 1
@@ -75,12 +73,3 @@ class ArtifactFacts:
         clip = {code: name for name, code in CLIP_CODES.items()}.get(v[5])
         sigma = float(np.array(v[1], np.int64).view(np.float64))
         return cls(sigma, v[2], v[3], v[4], clip, v[6], tuple(v[9:]), v[7])
-
-
-def add_artifact_facts(mod: tvm.IRModule, facts: ArtifactFacts) -> tvm.IRModule:
-    """``mod`` with ``intsmooth_facts() -> int64[F]`` returning ``facts`` (a constant)."""
-    bb = relax.BlockBuilder(mod)
-    with bb.function(FACTS_FUNCTION, []):
-        value = facts.to_array()
-        bb.emit_func_output(relax.const(value, "int64"))
-    return bb.get()

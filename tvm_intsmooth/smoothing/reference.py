@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference import interpret
-from .noise_sampler import sample_noise_numpy
+from tvm_intsmooth.reference import interpret
+from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 
 
 def _words(lo, hi) -> int:

@@ -1,3 +1,3 @@
 """Per-operator rewrite rules, registered in ``rewriter.HANDLERS`` on import."""
 
-from . import conv, dense, elementwise, pool, qdq, shape  # noqa: F401
+from tvm_intsmooth.quantize.ops import conv, dense, elementwise, pool, qdq, shape  # noqa: F401

@@ -6,9 +6,9 @@ import numpy as np
 from tvm import relax
 from tvm.relax import op as R
 
-from ..rewriter import RewriteContext, handles
-from ..states import Acc, Affine, Const, State
-from .weights import const_weight, quantize_weight
+from tvm_intsmooth.quantize.ops.weights import const_weight, quantize_weight
+from tvm_intsmooth.quantize.rewriter import RewriteContext, handles
+from tvm_intsmooth.quantize.states import Acc, Affine, Const, State
 
 
 @handles("relax.matmul")

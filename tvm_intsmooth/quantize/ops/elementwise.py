@@ -8,8 +8,8 @@ import numpy as np
 from tvm import relax
 from tvm.relax import op as R
 
-from ..rewriter import RewriteContext, channel_shape, handles, sample_shape
-from ..states import Acc, Affine, Const, State
+from tvm_intsmooth.quantize.rewriter import RewriteContext, channel_shape, handles, sample_shape
+from tvm_intsmooth.quantize.states import Acc, Affine, Const, State
 
 # Residual sums are formed at this many bits finer than the coarser operand's scale.
 RESIDUAL_EXTRA_BITS = 16

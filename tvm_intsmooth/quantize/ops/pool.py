@@ -6,8 +6,8 @@ import numpy as np
 from tvm import relax
 from tvm.relax import op as R
 
-from ..rewriter import RewriteContext, handles
-from ..states import Acc, Int8, State
+from tvm_intsmooth.quantize.rewriter import RewriteContext, handles
+from tvm_intsmooth.quantize.states import Acc, Int8, State
 
 
 def _pool_attrs(call: relax.Call) -> dict:

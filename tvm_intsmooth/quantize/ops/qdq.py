@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from ..rewriter import RewriteContext, handles
-from ..states import Acc, Affine, Const, Int8, State
+from tvm_intsmooth.quantize.rewriter import RewriteContext, handles
+from tvm_intsmooth.quantize.states import Acc, Affine, Const, Int8, State
 
 
 def _qparams(call: relax.Call, rank: int):

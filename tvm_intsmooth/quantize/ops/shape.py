@@ -6,8 +6,8 @@ import numpy as np
 from tvm import relax
 from tvm.relax import op as R
 
-from ..rewriter import RewriteContext, handles, sample_shape
-from ..states import Affine, Const, Int8, State
+from tvm_intsmooth.quantize.rewriter import RewriteContext, handles, sample_shape
+from tvm_intsmooth.quantize.states import Affine, Const, Int8, State
 
 
 @handles("relax.reshape")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..states import Const
+from tvm_intsmooth.quantize.states import Const
 
 
 def quantize_weight(weight: np.ndarray, out_axis: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from .stock import load_stock
+from tvm_intsmooth.compat import load_stock_intrinsics
 
-_arm_cpu = load_stock("dot_product_common") and load_stock("arm_cpu")
+_arm_cpu = load_stock_intrinsics("dot_product_common") and load_stock_intrinsics("arm_cpu")
 
 SDOT_S8S8 = _arm_cpu.ARM_DOT_4x4_i8_SDOT_INTRIN
 NEON_S8S8 = _arm_cpu.ARM_DOT_4x4_i8_NEON_INTRIN

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import tvm
 from tvm.target import codegen
 
-from . import arm, x86
+from tvm_intsmooth.schedule.intrinsics import arm, x86
 
 __all__ = ["KernelIntrin", "tensor_intrin_for", "BLOCK_LANES"]
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from tvm import s_tir, tirx
 
 from tvm_intsmooth.errors import IntSmoothError
-
-from .lookup import KernelIntrin
+from tvm_intsmooth.schedule.intrinsics.lookup import KernelIntrin
 
 __all__ = ["tensorize_blocked_conv"]
 

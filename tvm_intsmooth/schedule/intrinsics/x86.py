@@ -26,7 +26,7 @@ from __future__ import annotations
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from .stock import load_stock
+from tvm_intsmooth.compat import load_stock_intrinsics, replace_stock_intrinsic
 
 VNNI_U8S8 = "intsmooth_dot_16x4_u8i8i32_vnni"
 AVX2_U8S8 = "intsmooth_dot_16x4_u8i8i32_avx2"
@@ -154,10 +154,10 @@ def _avx2_s16_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
 
 def register() -> None:
     """Register the x86 intrinsics, and ours under the stock VNNI name (idempotent)."""
-    load_stock("x86")  # TVM's registrations first, so that ours replace theirs
+    load_stock_intrinsics("x86")  # TVM's registrations first, so that ours replace theirs
     u8, s16 = _desc("uint8", 4), _desc("int16", 2)
     TensorIntrin.register(VNNI_U8S8, u8, _vnni_impl, override=True)
-    TensorIntrin.register(STOCK_VNNI, u8, _vnni_impl, override=True)
+    replace_stock_intrinsic(STOCK_VNNI, u8, _vnni_impl)
     TensorIntrin.register(AVX2_U8S8, u8, _avx2_impl, override=True)
     TensorIntrin.register(AVX512_S16S8, s16, _avx512_s16_impl, override=True)
     TensorIntrin.register(AVX2_S16S8, s16, _avx2_s16_impl, override=True)

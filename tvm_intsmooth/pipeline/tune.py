@@ -1,7 +1,7 @@
 """MetaSchedule tuning of a smoothed classifier's kernels for one target: ``tune``.
 
 The tasks are the PrimFuncs of the module exactly as the build schedules it (the passes of
-:func:`~tvm_intsmooth.schedule.parallel_schedule.schedule_input_passes`), restricted to those
+:func:`~tvm_intsmooth.pipeline.phases.fused_module`: the build phases up to fusion), restricted to those
 with a multiply-accumulate reduction (convolutions, dense layers): the rest (noise sampler,
 pooling, reshapes, votes) keep the default schedule. The search uses the target's tensorizing
 rules (MultiLevelTilingWithIntrin over the project's dot-product intrinsics for the target, then
@@ -35,18 +35,18 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
+from tvm_intsmooth.compat import filtered_stderr
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.phases import fused_module
 from tvm_intsmooth.schedule.blocked_kernels import DATA_MAX_ATTR
 from tvm_intsmooth.schedule.database import (
     INFO,
     MODULE_EQUALITY,
-    fused_module,
     register_intrinsics,
     save_database,
     schedules_dir,
     workload_key,
 )
-from tvm_intsmooth.schedule.native_warnings import filtered_stderr
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
 
 __all__ = [
@@ -355,8 +355,8 @@ def _workload_hash(mod: tvm.IRModule) -> int:
 def default_schedule(func: tirx.PrimFunc, spec: TargetSpec) -> tirx.PrimFunc:
     """The schedule an untuned build gives ``func``: the blocked kernels' fixed schedule, then
     ParallelizeOuterLoops."""
-    from tvm_intsmooth.schedule.parallel_schedule import parallelize_primfunc
-    from tvm_intsmooth.schedule.schedule_blocked_kernels import schedule_blocked_conv
+    from tvm_intsmooth.transform.parallelize_outer_loops import parallelize_primfunc
+    from tvm_intsmooth.transform.schedule_blocked_kernels import schedule_blocked_conv
 
     return parallelize_primfunc(schedule_blocked_conv(func, spec.tvm_target))
 
@@ -427,7 +427,7 @@ def tune(
     """Tune the convolutions and dense layers of a smoothed classifier for ``target``.
 
     Args:
-        smoothed: a :class:`~tvm_intsmooth.smoothing.api.SmoothedModel` (what ``intsmooth
+        smoothed: a :class:`~tvm_intsmooth.pipeline.smooth.SmoothedModel` (what ``intsmooth
             compile`` builds) or its Relax module.
         target: anything :func:`resolve_target` accepts.
         trials: measured candidates in all (MetaSchedule's ``max_trials_global``), shared

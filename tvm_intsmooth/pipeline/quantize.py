@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import tvm
 
-from ..errors import DataError, IntSmoothError
-from ..importer import ModelLike, import_model
-from .calibrate import CalibrationReader, collect_ranges
-from .quantize_to_integer import QuantizeToInteger
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.importer import ImportedModel, ModelLike, import_model
+from tvm_intsmooth.pipeline.calibrate import Calibration, calibrate
+from tvm_intsmooth.pipeline.phases import compose, dump_input, quantize_phases
 
 ARTIFACT_FORMAT = "tvm_intsmooth.quantized/1"
 
@@ -75,21 +75,6 @@ class QuantizedModel:
         )
 
 
-def check_images(images: np.ndarray, input_shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Validate a batch of integer pixel images against a model's input shape."""
-    images = np.asarray(images)
-    if images.dtype != np.uint8:
-        raise DataError(f"{what}: images must be uint8 pixels 0..255, got dtype {images.dtype}.")
-    if images.shape[1:] != tuple(input_shape) or images.ndim != len(input_shape) + 1:
-        raise DataError(
-            f"{what}: images have shape {images.shape}, but the model takes "
-            f"N x {' x '.join(map(str, input_shape))}."
-        )
-    if len(images) == 0:
-        raise DataError(f"{what}: no images.")
-    return images
-
-
 def quantize_static(
     model: ModelLike,
     calibration_images: np.ndarray | Iterable[np.ndarray],
@@ -115,11 +100,25 @@ def quantize_static(
         A :class:`QuantizedModel` whose ``mod["main"]`` maps integer pixels to int32 logits.
     """
     imported = import_model(model)
-    if isinstance(calibration_images, np.ndarray):
-        check_images(calibration_images, imported.input_shape, "calibration data")
-        calibration_images = CalibrationReader(calibration_images, batch_size)
-    ranges = collect_ranges(imported.mod, calibration_images, target=target)
-    mod = QuantizeToInteger(ranges, input_dtype=input_dtype)(imported.mod)
+    calibration = calibrate(imported, calibration_images, batch_size=batch_size, target=target)
+    return quantize_calibrated(imported, calibration, input_dtype)
+
+
+def quantize_calibrated(
+    imported: ImportedModel,
+    calibration: Calibration,
+    input_dtype: str = "uint8",
+    dump_ir: str | os.PathLike | None = None,
+) -> QuantizedModel:
+    """The quantize phase on an imported model whose ranges :func:`calibrate` measured."""
+    dump_input(imported.mod, dump_ir)
+    phases = quantize_phases(calibration.ranges, input_dtype)
+    mod = compose(phases, dump_ir)(imported.mod)
     return QuantizedModel(
-        mod, imported.input_shape, imported.num_classes, input_dtype, ranges, imported.source
+        mod,
+        imported.input_shape,
+        imported.num_classes,
+        input_dtype,
+        calibration.ranges,
+        imported.source,
     )

@@ -20,12 +20,11 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
-from .. import tvm_hooks
-from ..errors import IntSmoothError
-from ..quantize.accumulator_bounds import Interval, check_accumulator_bounds
-from .noise_sampler import noise_primfunc
-from .noise_table import rounded_gaussian_table
-from .wrap_main import wrap_main
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.quantize.accumulator_bounds import Interval, check_accumulator_bounds
+from tvm_intsmooth.smoothing.noise_sampler import noise_primfunc
+from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
+from tvm_intsmooth.transform.wrap_main import wrap_main
 
 NOISE_KINDS = ("rounded_gaussian",)
 CLIP_POLICIES = ("none", "clip")
@@ -120,6 +119,3 @@ class InjectIntegerNoise:
             "downsampling layer before a dense one).",
         )
         return out
-
-
-tvm_hooks.register()  # this module defines a pass: see tvm_intsmooth.tvm_hooks

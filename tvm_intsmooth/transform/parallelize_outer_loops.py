@@ -1,4 +1,5 @@
-"""ParallelizeOuterLoops: the default CPU schedule until tuned MetaSchedule databases apply.
+"""ParallelizeOuterLoops: the default CPU schedule of the kernels that no database and no blocked
+kernel schedule covers.
 
 TVM's CPU pipeline leaves legalized operators as serial loop nests. This pass parallelizes the
 outermost loop of every block of every unscheduled PrimFunc. TE-derived loop nests (what
@@ -56,58 +57,3 @@ class ParallelizeOuterLoops:
             if isinstance(func, tirx.PrimFunc):
                 out[gv] = parallelize_primfunc(func)
         return out
-
-
-def schedule_input_passes(
-    target: tvm.target.Target, blocked_layout: bool = True
-) -> list[tvm.transform.Pass]:
-    """The CPU pipeline's passes up to operator fusion (with the blocked layout, by default):
-    the module that tuning extracts its tasks from and that a tuned database is applied to."""
-    from tvm.relax.backend.cpu_generic import pipeline as cpu
-
-    from .convert_to_blocked_int8 import ConvertToBlockedInt8
-    from .scalar_constants_as_tensors import ScalarConstantsAsTensors
-
-    layout = [ConvertToBlockedInt8()] if blocked_layout else []
-    return (
-        cpu.library_dispatch_passes(target)
-        + layout
-        + [ScalarConstantsAsTensors()]
-        + cpu.legalize_passes(target)
-    )
-
-
-def default_cpu_pipeline(
-    target: tvm.target.Target,
-    blocked_layout: bool = True,
-    schedules: tvm.transform.Pass | None = None,
-) -> tvm.transform.Pass:
-    """TVM's CPU pipeline with ParallelizeOuterLoops after operator fusion.
-
-    With ``blocked_layout`` (the default), the integer convolutions first become blocked NCHW16c
-    int8 kernels (ConvertToBlockedInt8) and, after fusion, get their fixed schedule, tensorized
-    with the target's dot-product intrinsic where it has one (ScheduleBlockedKernels).
-    ``schedules`` (e.g. :meth:`ScheduleLookup.as_pass`) runs on the fused module before that:
-    the PrimFuncs it gives a tuned schedule are marked ``tirx.is_scheduled`` and left alone by
-    ScheduleBlockedKernels and ParallelizeOuterLoops.
-    """
-    from tvm.relax.backend.cpu_generic import pipeline as cpu
-
-    from .schedule_blocked_kernels import ScheduleBlockedKernels
-
-    kernels = [ScheduleBlockedKernels(target)] if blocked_layout else []
-
-    @tvm.transform.module_pass(opt_level=0, name="IntSmoothCPUPipeline")
-    def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        with target:
-            passes = (
-                schedule_input_passes(target, blocked_layout)
-                + ([schedules] if schedules is not None else [])
-                + kernels
-                + [ParallelizeOuterLoops()]
-                + cpu.dataflow_lower_passes(target)
-                + cpu.finalize_passes(target)
-            )
-            return tvm.transform.Sequential(passes)(mod)
-
-    return _pipeline

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import tvm
@@ -21,17 +20,3 @@ class DumpIR:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(mod.script(show_meta=False))
         return mod
-
-
-def with_dumps(
-    phases: Sequence[tuple[str, tvm.transform.Pass]],
-    folder: str | os.PathLike | None,
-    first_index: int = 0,
-) -> list[tvm.transform.Pass]:
-    """The phases' passes, each followed by a :class:`DumpIR` when ``folder`` is given."""
-    passes = []
-    for index, (name, phase) in enumerate(phases, start=first_index):
-        passes.append(phase)
-        if folder is not None:
-            passes.append(DumpIR(folder, index, name))
-    return passes

@@ -12,11 +12,11 @@ import tvm
 from tvm import relax, tirx
 from tvm.support import cc
 
-from tvm_intsmooth.analysis.check_integer_only import check_integer_only
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.phases import cpu_pipeline
 from tvm_intsmooth.schedule.database import ScheduleLookup, TunedDatabase
-from tvm_intsmooth.schedule.parallel_schedule import default_cpu_pipeline
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
+from tvm_intsmooth.transform import CheckIntegerOnly
 
 __all__ = ["build", "lower", "export", "load"]
 
@@ -30,46 +30,22 @@ def _target_spec(target: TargetLike, num_threads: int | None) -> TargetSpec:
     return spec if num_threads is None else spec.with_num_cores(num_threads)
 
 
-def _base_pipeline(pipeline: str | tvm.transform.Pass | Callable) -> tvm.transform.Pass | Callable:
+def relax_pipeline_for(
+    spec: TargetSpec,
+    pipeline: str | tvm.transform.Pass | Callable = "default",
+    schedules: ScheduleLookup | None = None,
+    dump_ir: str | os.PathLike | None = None,
+) -> tvm.transform.Pass | Callable:
+    """The Relax pipeline that :func:`build` runs: on CPUs, ``"default"`` means the build phases
+    of :mod:`tvm_intsmooth.pipeline.phases` with the tuned database that ``schedules`` finds;
+    elsewhere, or for another name, that pipeline of TVM's; a pass is used as it is."""
+    if isinstance(pipeline, str) and pipeline == "default" and spec.target.kind.name == "llvm":
+        return cpu_pipeline(spec.tvm_target, schedules, dump_ir=dump_ir)
     return relax.get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
 
 
-def _default_for(pipeline, spec: TargetSpec, lookup: ScheduleLookup | None = None):
-    """On CPUs, "default" means TVM's CPU pipeline, the tuned database that ``lookup`` finds,
-    and ParallelizeOuterLoops for the rest."""
-    if isinstance(pipeline, str) and pipeline == "default" and spec.target.kind.name == "llvm":
-        return default_cpu_pipeline(spec.tvm_target, schedules=lookup.as_pass() if lookup else None)
-    return pipeline
-
-
-def relax_build_phases(
-    spec: TargetSpec, schedules: ScheduleLookup | None = None
-) -> tvm.transform.Pass | Callable:
-    """The Relax build phases :func:`build` applies by default for ``spec`` (for pipelines that
-    end with them, such as the registered "intsmooth" pipeline), with the tuned database that
-    ``schedules`` finds (None: default schedules only)."""
-    return _base_pipeline(_default_for("default", spec, schedules))
-
-
-def _relax_pipeline(
-    pipeline: str | tvm.transform.Pass | Callable, errors: list[IntSmoothError] | None
-) -> tvm.transform.Pass | Callable:
-    """The pipeline, followed by the integer-only check when ``errors`` collects its failure."""
-    base = _base_pipeline(pipeline)
-    if errors is None:
-        return base
-
-    @tvm.transform.module_pass(opt_level=0, name="IntSmoothCheckIntegerOnly")
-    def checked(mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        mod = base(mod)
-        try:
-            check_integer_only(mod, raise_on_error=True)
-        except IntSmoothError as err:
-            errors.append(err)  # crossing the FFI turns it into a RuntimeError
-            raise
-        return mod
-
-    return checked
+def _checked(pipeline, errors: list[IntSmoothError]) -> tvm.transform.Pass:
+    return tvm.transform.Sequential([pipeline, CheckIntegerOnly(errors)])
 
 
 def build(
@@ -80,6 +56,7 @@ def build(
     relax_pipeline: str | tvm.transform.Pass | Callable = "default",
     require_integer_only: bool = False,
     schedules: str | os.PathLike | TunedDatabase | ScheduleLookup | None = "auto",
+    dump_ir: str | os.PathLike | None = None,
 ) -> relax.VMExecutable:
     """Compile a Relax module with ``tvm.compile`` for a target.
 
@@ -89,15 +66,15 @@ def build(
             (see :func:`tvm_intsmooth.schedule.targets.resolve_target`).
         num_threads: overrides the target's ``num-cores`` (the parallelism kernels are built
             for; the runtime thread count is set by ``TVM_NUM_THREADS`` where the library runs).
-        relax_pipeline: the Relax pipeline name or pass (default: TVM's CPU pipeline with
-            ParallelizeOuterLoops on llvm targets, the relax default pipeline elsewhere).
-            A pipeline that applies a tuned MetaSchedule database goes here.
+        relax_pipeline: the Relax pipeline name or pass (default: the build phases of
+            :mod:`tvm_intsmooth.pipeline.phases` on llvm targets, TVM's default elsewhere).
         require_integer_only: run :func:`check_integer_only` on the lowered Relax module and its
             PrimFuncs, and raise IntSmoothError listing every floating-point occurrence.
         schedules: tuned MetaSchedule schedules for the default CPU pipeline: ``"auto"`` (the
             shipped database in schedules/<target>/ whose workload key matches the module, if
             any), a database folder, a :class:`TunedDatabase`, a :class:`ScheduleLookup`
             (which then tells what was applied), or None (default schedules only).
+        dump_ir: folder to write the IR after each build phase to (CPU targets).
 
     Returns:
         The relax VM executable; run it with ``relax.VirtualMachine(ex, tvm.cpu())`` on a
@@ -106,9 +83,11 @@ def build(
     if not isinstance(mod, tvm.IRModule):
         raise IntSmoothError(f"build expects a tvm.IRModule, got {type(mod).__name__}.")
     spec = _target_spec(target, num_threads)
-    errors: list[IntSmoothError] | None = [] if require_integer_only else None
+    errors: list[IntSmoothError] = []
     lookup = ScheduleLookup.of(spec, schedules)
-    pipeline = _relax_pipeline(_default_for(relax_pipeline, spec, lookup), errors)
+    pipeline = relax_pipeline_for(spec, relax_pipeline, lookup, dump_ir)
+    if require_integer_only:
+        pipeline = _checked(pipeline, errors)
     try:
         return tvm.compile(mod, target=spec.tvm_target, relax_pipeline=pipeline)
     except Exception:
@@ -136,7 +115,7 @@ def lower(
     tgt = spec.tvm_target
     lookup = ScheduleLookup.of(spec, schedules)
     with tgt:
-        mod = _base_pipeline(_default_for(relax_pipeline, spec, lookup))(mod)
+        mod = relax_pipeline_for(spec, relax_pipeline, lookup)(mod)
     prim_funcs = {gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     if not prim_funcs:
         return mod

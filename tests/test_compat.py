@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from tvm_intsmooth.schedule.native_warnings import filtered_stderr
+from tvm_intsmooth.compat import filtered_stderr
 
 TENSORIZE = (
     b"[08:51:30] /project/src/s_tir/meta_schedule/postproc/rewrite_tensorize.cc:50: "

@@ -29,9 +29,9 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
-from ..errors import UnsupportedModelError
-from ..quantize.accumulator_bounds import accumulator_bound, fits
-from . import blocked_kernels as K
+from tvm_intsmooth.errors import UnsupportedModelError
+from tvm_intsmooth.quantize.accumulator_bounds import accumulator_bound, fits
+from tvm_intsmooth.schedule import blocked_kernels as K
 
 ELEMENTWISE = {
     "relax.astype",

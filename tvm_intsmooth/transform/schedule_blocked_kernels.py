@@ -20,7 +20,7 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from .blocked_kernels import CONV_BLOCK_NAME, DATA_MAX_ATTR
+from tvm_intsmooth.schedule.blocked_kernels import CONV_BLOCK_NAME, DATA_MAX_ATTR
 
 OW_BLOCK = 4  # output columns per strip (independent accumulators sharing each weight load)
 
@@ -28,7 +28,7 @@ OW_BLOCK = 4  # output columns per strip (independent accumulators sharing each 
 def _intrin_for(target: tvm.target.Target, data_dtype: str):
     """The target's tensor intrinsic for ``data_dtype`` or None (no intrinsic, or none landed)."""
     try:
-        from .intrinsics import tensor_intrin_for
+        from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
     except ImportError:
         return None
     return tensor_intrin_for(target, data_dtype=data_dtype)
@@ -97,7 +97,7 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
     exact = intrin is not None and (intrin.max_data is None or data_max <= intrin.max_data)
     _fuse_epilogue(sch, conv)
     if exact and intrin.reduce == reduce:
-        from .intrinsics import tensorize_blocked_conv
+        from tvm_intsmooth.schedule.intrinsics import tensorize_blocked_conv
 
         tensorize_blocked_conv(sch, conv, intrin, ow_block=OW_BLOCK)
     else:

@@ -17,9 +17,8 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
-from .. import tvm_hooks
-from ..errors import IntSmoothError
-from .wrap_main import wrap_main
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.transform.wrap_main import wrap_main
 
 
 @tvm.transform.module_pass(opt_level=0, name="CountVotes")
@@ -47,6 +46,3 @@ class CountVotes:
             return bb.emit(R.sum(R.astype(counted, "int32"), axis=[0]), "votes")
 
         return wrap_main(mod, [*params, valid], body)
-
-
-tvm_hooks.register()  # this module defines a pass: see tvm_intsmooth.tvm_hooks

@@ -1,39 +1,36 @@
 """The ``"intsmooth"`` Relax pipeline: a float classifier in, a VM-ready smoothed classifier out.
 
-Registered with ``tvm.relax.register_pipeline`` (see :mod:`tvm_intsmooth.tvm_hooks` for when), so a
-TVM script can write::
+Registered with ``tvm.relax.register_pipeline`` by :mod:`tvm_intsmooth.registration` (once both
+packages are loaded), so a TVM script can write::
 
     import tvm, tvm_intsmooth
     from tvm import relax
 
     mod = relax.frontend.onnx.from_onnx(onnx_model, keep_params_in_input=False)
-    pipeline = relax.get_pipeline("intsmooth", sigma=0.25, calibration=images, batch=100)
+    calibration = tvm_intsmooth.calibrate(mod, images, sigma=0.25)   # runs the float model
+    pipeline = relax.get_pipeline("intsmooth", sigma=0.25, calibration=calibration, batch=100)
     ex = tvm.compile(mod, target="llvm", relax_pipeline=pipeline)
     clf = tvm_intsmooth.SmoothedClassifier(relax.VirtualMachine(ex, tvm.cpu()), pipeline.metadata())
 
-It is one pass with these phases, each optionally followed by an IR dump (``dump_ir=DIR``):
-``00_float`` (the input after the frontend folding passes), ``01_quantize_to_integer``,
-``02_inject_integer_noise``, ``03_count_votes``, ``04_build`` (the target's Relax build phases, the
-ones :func:`tvm_intsmooth.build` uses, with ParallelizeOuterLoops and tuned schedules where the
-schedule library has them). The same phases make :func:`tvm_intsmooth.smooth` followed by
-:func:`tvm_intsmooth.build`, so the pipeline and ``intsmooth compile`` give the same votes.
+Calibration is a step before the pipeline (it runs the float model); the pipeline only rewrites.
+It runs every phase of :mod:`tvm_intsmooth.pipeline.phases`, the ones :func:`tvm_intsmooth.smooth`
+followed by :func:`tvm_intsmooth.build` run, so the pipeline and ``intsmooth compile`` give the
+same votes; ``dump_ir=DIR`` writes the IR after each phase under the same names.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
-import numpy as np
 import tvm
 
-from .analysis import DumpIR, check_integer_only
-from .errors import IntSmoothError
-from .schedule.build import TargetLike, relax_build_phases
-from .schedule.database import AUTO, ScheduleLookup
-from .schedule.targets import resolve_target
-from .smoothing.api import SmoothedModel, apply_smoothing
-from .smoothing.inject_integer_noise import InjectIntegerNoise
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.build import TargetLike, relax_pipeline_for
+from tvm_intsmooth.pipeline.calibrate import Calibration
+from tvm_intsmooth.pipeline.smooth import SmoothedModel, smooth_calibrated
+from tvm_intsmooth.schedule.database import AUTO, ScheduleLookup
+from tvm_intsmooth.schedule.targets import resolve_target
+from tvm_intsmooth.transform import CheckIntegerOnly, InjectIntegerNoise
 
 
 @tvm.transform.module_pass(opt_level=0, name="IntSmoothPipeline")
@@ -42,8 +39,8 @@ class IntSmoothPipeline:
 
     Args:
         sigma: noise level in [0, 1] pixel units.
-        calibration: uint8 N x C x H x W images (or an iterable of batches) for the activation
-            ranges, measured on one noisy copy of each.
+        calibration: the activation ranges, from :func:`tvm_intsmooth.calibrate` with the same
+            sigma (and ``bits``, ``clip``).
         batch: noisy samples per call of the compiled function.
         clip: noisy pixels unclipped ("none", the default) or clamped to 0..255 ("clip").
         bits: uniform width of the noise sampler (64 or 32).
@@ -65,7 +62,7 @@ class IntSmoothPipeline:
     def __init__(
         self,
         sigma: float,
-        calibration: np.ndarray | Iterable[np.ndarray] | None = None,
+        calibration: Calibration | None = None,
         *,
         batch: int = 100,
         clip: str = "none",
@@ -75,12 +72,14 @@ class IntSmoothPipeline:
         require_integer_only: bool = True,
         schedules: str | os.PathLike | None = AUTO,
     ):
-        if calibration is None:
+        if not isinstance(calibration, Calibration):
             raise IntSmoothError(
-                'the "intsmooth" pipeline needs calibration=IMAGES (uint8 N x C x H x W pixels, '
-                "e.g. a few hundred training images) to measure the activation ranges."
+                'the "intsmooth" pipeline needs calibration=tvm_intsmooth.calibrate(mod, images, '
+                "sigma=...) (the activation ranges, measured on a few hundred uint8 training "
+                f"images before compiling), got {type(calibration).__name__}."
             )
         self.noise = InjectIntegerNoise(sigma, batch, clip=clip, bits=bits)
+        calibration.check_noise(sigma, bits, clip)
         self.table = self.noise.table
         self.calibration = calibration
         self.target = target
@@ -113,12 +112,9 @@ class IntSmoothPipeline:
             current = tvm.target.Target.current()
             target = "host" if current is None else current
         spec = resolve_target(target)
-        self.smoothed = apply_smoothing(mod, self.calibration, self.noise, dump_ir=self.dump_ir)
-        with spec.tvm_target:
-            self.schedules = ScheduleLookup(spec, self._schedules)
-            built = relax_build_phases(spec, self.schedules)(self.smoothed.mod)
-        if self.dump_ir is not None:
-            DumpIR(self.dump_ir, 4, "build")(built)
+        self.smoothed = smooth_calibrated(mod, self.calibration, self.noise, dump_ir=self.dump_ir)
+        self.schedules = ScheduleLookup(spec, self._schedules)
+        build = relax_pipeline_for(spec, "default", self.schedules, self.dump_ir)
         if self.require_integer_only:
-            check_integer_only(built, raise_on_error=True)
-        return built
+            build = tvm.transform.Sequential([build, CheckIntegerOnly()])
+        return build(self.smoothed.mod)

@@ -16,12 +16,12 @@ import tvm
 from tvm import relax
 from tvm.relax import op as R
 
-from ..errors import UnsupportedModelError
-from . import ops  # noqa: F401  (registers the handlers)
-from .accumulator_bounds import check_accumulator_bounds
-from .graph import dataflow_bindings, replace_function
-from .rewriter import HANDLERS, RewriteContext
-from .states import Acc, Affine, Const, Int8, State
+from tvm_intsmooth.errors import UnsupportedModelError
+from tvm_intsmooth.quantize import ops  # noqa: F401  (registers the handlers)
+from tvm_intsmooth.quantize.accumulator_bounds import check_accumulator_bounds
+from tvm_intsmooth.quantize.graph import dataflow_bindings, replace_function
+from tvm_intsmooth.quantize.rewriter import HANDLERS, RewriteContext
+from tvm_intsmooth.quantize.states import Acc, Affine, Const, Int8, State
 
 INPUT_DTYPES = ("uint8", "int16", "int32")
 

@@ -1,14 +1,17 @@
 """What tvm_intsmooth registers with TVM: its error classes and the ``"intsmooth"`` pipeline.
 
-Registration happens as soon as both packages are loaded, in either order, without ever loading
-TVM on its own (the ``intsmooth`` command's ``--help`` and ``report`` must not pay for it):
+This is the one place that registers, called once from ``tvm_intsmooth/__init__`` (which every
+import of the package runs first). It happens as soon as both packages are loaded, in either
+order, without ever loading TVM on its own (the ``intsmooth`` command's ``--help`` and ``report``
+must not pay for it):
 
-- ``import tvm`` then ``import tvm_intsmooth``: ``tvm_intsmooth/__init__`` calls :func:`register`;
-- ``import tvm_intsmooth`` then ``import tvm``: ``tvm_intsmooth/__init__`` installs
-  :class:`RegisterWhenTVMLoads`, an import hook that registers right after TVM executes
-  ``tvm.relax.pipeline``;
-- any compiler-side module of tvm_intsmooth (importer, quantize, the smoothing passes, schedule,
-  runtime, analysis) calls :func:`register` when first imported, since it imports TVM anyway.
+- ``import tvm`` then ``import tvm_intsmooth``: :func:`register` runs at once;
+- ``import tvm_intsmooth`` then ``import tvm`` (also when a module of the package imports TVM):
+  :class:`RegisterWhenTVMLoads`, an import hook, registers right after TVM executes
+  ``tvm.relax.pipeline``.
+
+A second import of the package (a reload, or another copy on the path) registers nothing twice:
+what TVM already holds is left as it is.
 
 Afterwards ``tvm.relax.get_pipeline("intsmooth", sigma=..., calibration=..., ...)`` returns an
 :class:`tvm_intsmooth.pipeline.IntSmoothPipeline`, and an ``IntSmoothError`` raised inside a pass
@@ -29,7 +32,7 @@ _registered = False
 
 def _intsmooth_pipeline(**kwargs):
     """``tvm.relax.get_pipeline("intsmooth", **kwargs)``: see :class:`IntSmoothPipeline`."""
-    from .pipeline import IntSmoothPipeline
+    from tvm_intsmooth.pipeline.relax_pipeline import IntSmoothPipeline
 
     return IntSmoothPipeline(**kwargs)
 
@@ -45,7 +48,7 @@ def register(relax_pipeline: ModuleType | None = None) -> None:
         return
     import tvm_ffi
 
-    from .errors import ERRORS
+    from tvm_intsmooth.errors import ERRORS
 
     if relax_pipeline is None:
         from tvm.relax import pipeline as relax_pipeline

@@ -1,0 +1,178 @@
+"""The phases of the intsmooth compiler, in order: the one place that lists them.
+
+Every entry point takes its phases from here: :func:`~tvm_intsmooth.smooth`,
+:func:`~tvm_intsmooth.build`, tuning's task extraction (:func:`fused_module`), the benchmarks and
+the registered Relax pipeline ``"intsmooth"``. With ``dump_ir=DIR`` every entry point writes the
+IR after each phase it runs to ``DIR/NN_<phase>.py``, numbered by the phase's place in
+:data:`PHASES`, so the same phase has the same file name whoever ran it.
+
+=================== ========================================== ===================================
+phase               passes                                     hands on
+=================== ========================================== ===================================
+float               (the imported module, before any pass)     float Relax, pixels / 255 in
+quantize_to_integer QuantizeToInteger (calibrated ranges in)   integer-only Relax, int pixels in
+inject_integer_noise InjectIntegerNoise                        (pixels, seed, counter, valid)
+count_votes         CountVotes                                 -> int32 votes per class
+artifact_facts      AddArtifactFacts                           + ``intsmooth_facts()``
+blocked_layout      TVM's library dispatch, ConvertToBlockedInt8, NCHW16c int8 convolutions,
+                    ScalarConstantsAsTensors                   [1]-tensor requantization constants
+legalize            TVM's CPU legalization and operator fusion fused PrimFuncs (tuning's tasks)
+tuned_schedules     ApplyTunedDatabase                         tuned PrimFuncs marked scheduled
+kernel_schedules    ScheduleBlockedKernels, ParallelizeOuterLoops every PrimFunc scheduled
+lower               TVM's dataflow lowering and finalization   VM-ready Relax + TIR
+=================== ========================================== ===================================
+
+Calibration is not a phase: it runs the float model on images, before the passes, and its result
+(:class:`~tvm_intsmooth.pipeline.calibrate.Calibration`) is an input of ``quantize_to_integer``.
+On targets other than CPUs (``llvm``), the build phases are TVM's default Relax pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import tvm
+
+from tvm_intsmooth.schedule.database import ScheduleLookup
+from tvm_intsmooth.smoothing.artifact_facts import ArtifactFacts
+from tvm_intsmooth.transform import (
+    AddArtifactFacts,
+    ApplyTunedDatabase,
+    ConvertToBlockedInt8,
+    CountVotes,
+    DumpIR,
+    InjectIntegerNoise,
+    ParallelizeOuterLoops,
+    QuantizeToInteger,
+    ScalarConstantsAsTensors,
+    ScheduleBlockedKernels,
+)
+
+PHASES = (
+    "float",
+    "quantize_to_integer",
+    "inject_integer_noise",
+    "count_votes",
+    "artifact_facts",
+    "blocked_layout",
+    "legalize",
+    "tuned_schedules",
+    "kernel_schedules",
+    "lower",
+)
+BUILD_PHASES = PHASES[PHASES.index("blocked_layout") :]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One named phase: a pass (often a Sequential) that the pipeline runs as a step."""
+
+    name: str
+    passes: tvm.transform.Pass
+
+    def __post_init__(self):
+        if self.name not in PHASES:
+            raise ValueError(f"{self.name!r} is not a phase of {PHASES}")
+
+
+def quantize_phases(ranges: dict[str, float], input_dtype: str) -> list[Phase]:
+    """float -> integer-only: the rewrite that reads the calibrated ``ranges``."""
+    return [Phase("quantize_to_integer", QuantizeToInteger(ranges, input_dtype=input_dtype))]
+
+
+def smoothing_phases(noise: InjectIntegerNoise, facts: ArtifactFacts) -> list[Phase]:
+    """integer classifier (int16 pixels in) -> smoothed classifier returning votes."""
+    return [
+        Phase("inject_integer_noise", noise),
+        Phase("count_votes", CountVotes()),
+        Phase("artifact_facts", AddArtifactFacts(facts)),
+    ]
+
+
+def build_phases(
+    target: tvm.target.Target,
+    schedules: ScheduleLookup | None = None,
+    blocked_layout: bool = True,
+) -> list[Phase]:
+    """The Relax build phases of a CPU target: blocked int8 layout, TVM's legalization and
+    fusion, the tuned database that ``schedules`` finds, the fixed kernel schedules, lowering.
+
+    Without ``blocked_layout`` the integer convolutions stay as TVM legalizes them (for
+    comparisons); the other phases are the same.
+    """
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    layout = [ConvertToBlockedInt8()] if blocked_layout else []
+    tuned = [ApplyTunedDatabase(schedules)] if schedules is not None else []
+    kernels = [ScheduleBlockedKernels(target)] if blocked_layout else []
+    return [
+        Phase(
+            "blocked_layout",
+            _sequential(
+                [*cpu.library_dispatch_passes(target), *layout, ScalarConstantsAsTensors()]
+            ),
+        ),
+        Phase("legalize", _sequential(cpu.legalize_passes(target))),
+        Phase("tuned_schedules", _sequential(tuned)),
+        Phase("kernel_schedules", _sequential([*kernels, ParallelizeOuterLoops()])),
+        Phase(
+            "lower",
+            _sequential([*cpu.dataflow_lower_passes(target), *cpu.finalize_passes(target)]),
+        ),
+    ]
+
+
+def _sequential(passes: Sequence[tvm.transform.Pass]) -> tvm.transform.Pass:
+    return tvm.transform.Sequential(list(passes))
+
+
+def compose(
+    phases: Sequence[Phase],
+    dump_ir: str | os.PathLike | None = None,
+    target: tvm.target.Target | None = None,
+) -> tvm.transform.Pass:
+    """The phases as one pass, each followed by a :class:`DumpIR` into ``dump_ir`` when given;
+    run under ``target`` (the build phases need it as the current target)."""
+    passes: list[tvm.transform.Pass] = []
+    for phase in phases:
+        passes.append(phase.passes)
+        if dump_ir is not None:
+            passes.append(DumpIR(dump_ir, PHASES.index(phase.name), phase.name))
+    sequence = tvm.transform.Sequential(passes)
+    if target is None:
+        return sequence
+
+    @tvm.transform.module_pass(opt_level=0, name="IntSmoothPhases")
+    def under_target(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        with target:
+            return sequence(mod)
+
+    return under_target
+
+
+def dump_input(mod: tvm.IRModule, dump_ir: str | os.PathLike | None) -> None:
+    """Write the pipeline's input as the ``float`` phase (when dumping)."""
+    if dump_ir is not None:
+        DumpIR(dump_ir, PHASES.index("float"), "float")(mod)
+
+
+def cpu_pipeline(
+    target: tvm.target.Target,
+    schedules: ScheduleLookup | None = None,
+    blocked_layout: bool = True,
+    dump_ir: str | os.PathLike | None = None,
+) -> tvm.transform.Pass:
+    """The build phases of a CPU target as one Relax pipeline for ``tvm.compile``."""
+    return compose(build_phases(target, schedules, blocked_layout), dump_ir, target)
+
+
+def fused_module(mod: tvm.IRModule, target) -> tvm.IRModule:
+    """``mod`` after the build phases up to ``legalize`` (operator fusion): what tuning extracts
+    its tasks from and what a tuned database is applied to."""
+    from tvm_intsmooth.schedule.targets import resolve_target
+
+    tgt = resolve_target(target).tvm_target
+    phases = build_phases(tgt)[: BUILD_PHASES.index("legalize") + 1]
+    return compose(phases, target=tgt)(mod)

@@ -1,0 +1,45 @@
+"""Every IR-to-IR pass of tvm_intsmooth, one per file, as ``tvm.relax.transform`` holds TVM's.
+
+``from tvm_intsmooth import transform`` is the one import path for all of them; each is a
+``tvm.transform.module_pass`` usable in any ``tvm.transform.Sequential``. The order in which the
+compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
+
+- QuantizeToInteger: float Relax -> integer-only Relax, from calibrated activation ranges;
+- InjectIntegerNoise: integer rounded-Gaussian noise from a Philox sampler, in the graph;
+- CountVotes: the argmax of each noisy sample counted per class (int32 votes);
+- AddArtifactFacts: sigma, sampler, batch and shapes compiled into the library;
+- ConvertToBlockedInt8: integer convolutions as NCHW16c int8 kernels;
+- ScalarConstantsAsTensors: scalar requantization constants as [1] tensors (tuned schedules
+  then serve any calibration);
+- ApplyTunedDatabase: tuned MetaSchedule schedules from a database;
+- ScheduleBlockedKernels: the fixed, tensorized schedule of the blocked kernels;
+- ParallelizeOuterLoops: the outermost spatial loop of every other kernel in parallel;
+- CheckIntegerOnly: fail on any floating-point dtype or operator;
+- DumpIR: write the module's TVMScript, between phases.
+"""
+
+from tvm_intsmooth.transform.add_artifact_facts import AddArtifactFacts
+from tvm_intsmooth.transform.apply_tuned_database import ApplyTunedDatabase
+from tvm_intsmooth.transform.check_integer_only import CheckIntegerOnly
+from tvm_intsmooth.transform.convert_to_blocked_int8 import ConvertToBlockedInt8
+from tvm_intsmooth.transform.count_votes import CountVotes
+from tvm_intsmooth.transform.dump_ir import DumpIR
+from tvm_intsmooth.transform.inject_integer_noise import InjectIntegerNoise
+from tvm_intsmooth.transform.parallelize_outer_loops import ParallelizeOuterLoops
+from tvm_intsmooth.transform.quantize_to_integer import QuantizeToInteger
+from tvm_intsmooth.transform.scalar_constants_as_tensors import ScalarConstantsAsTensors
+from tvm_intsmooth.transform.schedule_blocked_kernels import ScheduleBlockedKernels
+
+__all__ = [
+    "AddArtifactFacts",
+    "ApplyTunedDatabase",
+    "CheckIntegerOnly",
+    "ConvertToBlockedInt8",
+    "CountVotes",
+    "DumpIR",
+    "InjectIntegerNoise",
+    "ParallelizeOuterLoops",
+    "QuantizeToInteger",
+    "ScalarConstantsAsTensors",
+    "ScheduleBlockedKernels",
+]
