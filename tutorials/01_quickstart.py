@@ -1,12 +1,16 @@
 """Tutorial 01, quickstart: compile a model, certify images, read the report.
 
     python tutorials/01_quickstart.py      # about 5 minutes on a laptop CPU
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/01_quickstart.py   # fast mode (what the tests run)
+
+Fast mode: n = 300, 3 images, 100 calibration images.
 
 It runs the three commands of the main job on the bundled Fashion-MNIST CNN (trained with
 Gaussian noise, sigma 0.25) and its bundled real test images. In a shell they read:
 
     intsmooth compile MODEL.onnx --sigma 0.25 --calib DATA.npz -o ARTIFACT
-    intsmooth certify ARTIFACT --data DATA.npz --skip 25 --max 20 --n0 100 --n 10000 -o RESULTS.tsv
+    intsmooth certify ARTIFACT --data DATA.npz --skip 25 --max-images 20 --n0 100 --n 10000 \
+        -o RESULTS.tsv
     intsmooth report RESULTS.tsv
 
 `compile` quantizes the model to integer-only arithmetic (calibrated on noisy copies of DATA),
@@ -34,12 +38,12 @@ artifact, results = OUT / "fmnist_cnn.host", OUT / "results.tsv"
 results.unlink(missing_ok=True)  # a rerun starts afresh instead of resuming
 Path(f"{results}.json").unlink(missing_ok=True)
 intsmooth(
-    "compile", DEMO_MODEL, "--sigma", 0.25, "--calib", DEMO_DATA, "--calib-max", CALIB,
+    "compile", DEMO_MODEL, "--sigma", 0.25, "--calib", DEMO_DATA, "--calib-images", CALIB,
     "-o", artifact,
 )  # fmt: skip
 # No --seed: a fresh 64-bit seed comes from the OS and is written to results.tsv.json.
 intsmooth(
-    "certify", artifact, "--data", DEMO_DATA, "--skip", 25, "--max", IMAGES,
+    "certify", artifact, "--data", DEMO_DATA, "--skip", 25, "--max-images", IMAGES,
     "--n0", 100, "--n", N, "--alpha", 0.001, "-o", results,
 )  # fmt: skip
 intsmooth("report", results)

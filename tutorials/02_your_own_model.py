@@ -1,6 +1,9 @@
 """Tutorial 02: your own model, as an ONNX file, a QDQ-quantized ONNX file, or a PyTorch module.
 
     python tutorials/02_your_own_model.py      # about 3 minutes; the PyTorch part needs torch
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/02_your_own_model.py   # fast mode (what the tests run)
+
+Fast mode: n = 200, 60 calibration images.
 
 What the pipeline expects of a model: one input, float32 pixels in [0, 1] of shape
 N x C x H x W with a symbolic batch N (any normalization inside the model), and one output,

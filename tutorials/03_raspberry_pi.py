@@ -1,6 +1,9 @@
 """Tutorial 03: a Raspberry Pi 4 or 5 as the target.
 
     python tutorials/03_raspberry_pi.py      # needs aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/03_raspberry_pi.py   # fast mode (what the tests run)
+
+Fast mode: n = 200, 2 images.
 
 Part 1, cross-compiling (here): the bundled targets `rpi4` (Cortex-A72, NEON) and `rpi5`
 (Cortex-A76, NEON with the sdot dot product) are JSON files in targets/; `--target rpi5` builds the
@@ -27,7 +30,7 @@ from pathlib import Path
 from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
 from tvm_intsmooth.cli.main import main
 from tvm_intsmooth.data import load_npz
-from tvm_intsmooth.remote import Device, EmulatedPi, device_report
+from tvm_intsmooth.remote import Device, EmulatedPi, device_report, load_artifact
 from tvm_intsmooth.runtime import SmoothedClassifier
 
 OUT = Path(os.environ.get("INTSMOOTH_TUTORIAL_OUT", "tutorial-output")) / "03_raspberry_pi"
@@ -38,7 +41,7 @@ if shutil.which("aarch64-linux-gnu-gcc") is None:
 
 OUT.mkdir(parents=True, exist_ok=True)
 artifact = OUT / f"fmnist_cnn.{TARGET}"
-args = ["compile", DEMO_MODEL, "--sigma", 0.25, "--calib", DEMO_DATA, "--calib-max", 200]
+args = ["compile", DEMO_MODEL, "--sigma", 0.25, "--calib", DEMO_DATA, "--calib-images", 200]
 code = main([str(a) for a in [*args, "--target", TARGET, "-o", artifact]])
 if code:
     raise SystemExit(code)
@@ -70,7 +73,7 @@ with contextlib.ExitStack() as stack:
         address = f"127.0.0.1:{port}"
     session = Device.parse(rpc=address).open()
     print(f"device at {address}: {device_report(session)['name']}")
-    board = SmoothedClassifier.load(artifact, session=session)
+    board = load_artifact(artifact, session)  # uploaded to the board
     host = SmoothedClassifier.load(host_artifact)
     x, y = load_npz(DEMO_DATA)
     for i in range(IMAGES):

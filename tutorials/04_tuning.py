@@ -1,6 +1,9 @@
 """Tutorial 04, tuning: fast int8 kernels for your model on your CPU, with the same votes.
 
     python tutorials/04_tuning.py      # about 30 minutes on a 2-core machine (64 trials)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/04_tuning.py   # fast mode (what the tests run)
+
+Fast mode: 2 trials, 100 calibration images, 200 benchmark samples.
 
 `intsmooth compile` builds every convolution as a blocked int8 kernel with a fixed schedule,
 tensorized with the best dot-product instruction of the target (AVX-512 VNNI vpdpbusd, AVX2
@@ -46,7 +49,7 @@ OUT = Path(os.environ.get("INTSMOOTH_TUTORIAL_OUT", "tutorial-output")) / "04_tu
 
 
 OUT.mkdir(parents=True, exist_ok=True)
-model = ["--sigma", 0.25, "--calib", DEMO_DATA, "--calib-max", CALIB, "--batch", 50]
+model = ["--sigma", 0.25, "--calib", DEMO_DATA, "--calib-images", CALIB, "--batch", 50]
 untuned, tuned, database = OUT / "untuned", OUT / "tuned", OUT / "database"
 
 intsmooth("compile", DEMO_MODEL, *model, "-o", untuned)

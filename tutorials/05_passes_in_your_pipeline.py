@@ -1,6 +1,9 @@
 """Tutorial 05: the tvm_intsmooth passes inside your own TVM pipeline.
 
     python tutorials/05_passes_in_your_pipeline.py      # about two minutes on a laptop CPU
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/05_passes_in_your_pipeline.py   # fast mode (what the tests run)
+
+Fast mode: n = 300.
 
 Part 1, the passes one by one:
 

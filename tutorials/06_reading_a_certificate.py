@@ -1,6 +1,9 @@
 """Tutorial 06: reading a certificate: the radius, the sampler's TV bound, seeds and streams.
 
     python tutorials/06_reading_a_certificate.py      # about 5 minutes (n = 100,000)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/06_reading_a_certificate.py   # fast mode (what the tests run)
+
+Fast mode: n = 500, 60 calibration images.
 
 A certificate (prediction A, radius R) says: the smoothed classifier g(x) = the class the integer
 base classifier returns most often under Gaussian noise of level sigma answers A at x and at
