@@ -1,7 +1,7 @@
 """Tutorial 01, quickstart: compile a model, certify images, read the report.
 
     python tutorials/01_quickstart.py      # about 5 minutes on a laptop CPU
-    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/01_quickstart.py   # fast mode (what the tests run)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/01_quickstart.py  # fast mode
 
 Fast mode: n = 300, 3 images, 100 calibration images.
 

@@ -1,7 +1,7 @@
 """Tutorial 02: your own model, as an ONNX file, a QDQ-quantized ONNX file, or a PyTorch module.
 
     python tutorials/02_your_own_model.py      # about 3 minutes; the PyTorch part needs torch
-    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/02_your_own_model.py   # fast mode (what the tests run)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/02_your_own_model.py  # fast mode
 
 Fast mode: n = 200, 60 calibration images.
 

@@ -1,7 +1,7 @@
 """Tutorial 03: a Raspberry Pi 4 or 5 as the target.
 
     python tutorials/03_raspberry_pi.py      # needs aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu)
-    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/03_raspberry_pi.py   # fast mode (what the tests run)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/03_raspberry_pi.py  # fast mode
 
 Fast mode: n = 200, 2 images.
 

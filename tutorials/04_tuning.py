@@ -1,7 +1,7 @@
 """Tutorial 04, tuning: fast int8 kernels for your model on your CPU, with the same votes.
 
     python tutorials/04_tuning.py      # about 30 minutes on a 2-core machine (64 trials)
-    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/04_tuning.py   # fast mode (what the tests run)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/04_tuning.py  # fast mode
 
 Fast mode: 2 trials, 100 calibration images, 200 benchmark samples.
 

@@ -1,7 +1,7 @@
 """Tutorial 05: the tvm_intsmooth passes inside your own TVM pipeline.
 
     python tutorials/05_passes_in_your_pipeline.py      # about two minutes on a laptop CPU
-    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/05_passes_in_your_pipeline.py   # fast mode (what the tests run)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/05_passes_in_your_pipeline.py  # fast mode
 
 Fast mode: n = 300.
 

@@ -1,7 +1,7 @@
 """Tutorial 06: reading a certificate: the radius, the sampler's TV bound, seeds and streams.
 
     python tutorials/06_reading_a_certificate.py      # about 5 minutes (n = 100,000)
-    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/06_reading_a_certificate.py   # fast mode (what the tests run)
+    INTSMOOTH_TUTORIAL_SMALL=1 python tutorials/06_reading_a_certificate.py  # fast mode
 
 Fast mode: n = 500, 60 calibration images.
 
