@@ -1,11 +1,22 @@
-"""filtered_stderr drops the known-harmless C++ warnings written to fd 2 and nothing else."""
+"""The TVM patches of tvm_intsmooth.compat: each does what it says, and each has a test that fails
+once upstream fixes what it works around (then drop the patch)."""
 
+import inspect
 import os
 import subprocess
 import sys
 import time
+import warnings
+from pathlib import Path
 
-from tvm_intsmooth.compat import filtered_stderr
+import pytest
+import tvm
+from intrinsics_conv import blocked_conv
+
+from tvm_intsmooth import compat
+from tvm_intsmooth.compat import filtered_stderr, load_stock_intrinsics
+from tvm_intsmooth.schedule import resolve_target
+from tvm_intsmooth.schedule.intrinsics import KernelIntrin, x86
 
 TENSORIZE = (
     b"[08:51:30] /project/src/s_tir/meta_schedule/postproc/rewrite_tensorize.cc:50: "
@@ -35,3 +46,78 @@ def test_a_partial_line_reaches_stderr_before_the_block_ends(capfd):
         while "tuning 50%" not in seen and time.monotonic() < deadline:
             seen += capfd.readouterr().err
     assert "tuning 50%" in seen
+
+
+def test_stock_vnni_intrinsic_still_fails_to_build():
+    """TVM 0.27's dot_16x4_vnni passes 16 x i32 to LLVM 22's vpdpbusd (64 x i8 operands). When
+    this test fails, upstream fixed it: drop intsmooth_dot_16x4_u8i8i32_vnni and use theirs."""
+    upstream = load_stock_intrinsics("x86")
+    name = "intsmooth_test_upstream_dot_16x4_vnni"
+    tvm.s_tir.TensorIntrin.register(
+        name,
+        upstream.dot_product_16x4_u8i8i32_desc,
+        upstream.dot_product_16x4_u8i8i32_vnni,
+        override=True,
+    )
+    stock = KernelIntrin(name, "avx512vnni", 16, 4, "uint8", "int8", "vpdpbusd")
+    target = resolve_target("x86-vnni").target
+    with pytest.raises(Exception, match=r"vpdpbusd\.512\(<16 x i32> %\w+, <16 x i32>"):
+        tvm.compile(blocked_conv(stock, n=1, hw=4), target=target)
+    # the stock name now holds ours, so MetaSchedule's VNNI rules get a working intrinsic
+    fixed = KernelIntrin(x86.STOCK_VNNI, "avx512vnni", 16, 4, "uint8", "int8", "vpdpbusd")
+    asm = tvm.compile(blocked_conv(fixed, n=1, hw=4), target=target).mod.inspect_source("asm")
+    assert "vpdpbusd" in asm
+
+
+def test_the_tensor_intrin_package_still_loads_every_isa():
+    """load_stock_intrinsics exists because importing tvm.s_tir.tensor_intrin executes every ISA's
+    intrinsics (CUDA, ROCm, Hexagon, ...). When upstream loads them lazily, import the package."""
+    source = (Path(tvm.s_tir.__path__[0]) / "tensor_intrin" / "__init__.py").read_text()
+    assert "from . import cuda" in source and "hexagon" in source
+
+
+def test_stock_intrinsics_load_alone_under_their_own_name():
+    module = load_stock_intrinsics("x86")
+    assert module.__name__ == "tvm.s_tir.tensor_intrin.x86"
+    assert load_stock_intrinsics("x86") is module
+
+
+def test_tvm_still_logs_tensorize_failures_to_fd_2():
+    """filtered_stderr exists for this C++ warning; when the library no longer has it, drop it."""
+    library = Path(tvm.__file__).parent / "lib" / "libtvm_compiler.so"
+    assert b"Tensorize failed" in library.read_bytes()
+
+
+def test_tvm_rpc_listening_loop_still_ends_on_a_crashed_session():
+    """keep_rpc_server_listening exists because _serving raises when a session's child dies."""
+    from tvm.rpc import server
+
+    assert "exited unsuccessfully" in inspect.getsource(server._serving)
+
+
+def test_kept_listening_after_a_crashed_session(capfd):
+    class FakeServer:
+        @staticmethod
+        def _serving(sock, addr, *args):
+            raise RuntimeError("Child process 1 exited unsuccessfully with error code -11")
+
+    class Sock:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    sock = Sock()
+    compat.keep_rpc_server_listening(FakeServer)
+    FakeServer._serving(sock, ("127.0.0.1", 1))
+    assert sock.closed and "ended abnormally" in capfd.readouterr().err
+
+
+def test_a_patch_on_another_tvm_version_warns(monkeypatch):
+    monkeypatch.setattr(tvm, "__version__", "0.99.0")
+    monkeypatch.setattr(compat, "_checked", set())
+    with pytest.warns(RuntimeWarning, match="written for TVM 0.27.0.*0.99.0"):
+        compat.check_tvm_version("some_patch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compat.check_tvm_version("some_patch")  # once per patch

@@ -6,11 +6,10 @@ import pytest
 import tvm
 from intrinsics_conv import blocked_conv, host_has, reference, run_blocked_conv
 
-from tvm_intsmooth.compat import load_stock_intrinsics
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule import resolve_target
-from tvm_intsmooth.schedule.intrinsics import KernelIntrin, tensor_intrin_for, x86
 from tvm_intsmooth.schedule.intrinsics import lookup as L
+from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
 from tvm_intsmooth.schedule.intrinsics.tensorize import tensorize_blocked_conv
 
 
@@ -47,27 +46,6 @@ def test_lookup_facts():
     assert L.AVX2_INT16.reduce == 2 and L.AVX2_INT16.data_dtype == "int16"
     with pytest.raises(IntSmoothError, match="float32"):
         tensor_intrin_for("x86-vnni", "float32")
-
-
-def test_stock_vnni_intrinsic_still_fails_to_build():
-    """TVM 0.27's dot_16x4_vnni passes 16 x i32 to LLVM 22's vpdpbusd (64 x i8 operands). When
-    this test fails, upstream fixed it: drop intsmooth_dot_16x4_u8i8i32_vnni and use theirs."""
-    upstream = load_stock_intrinsics("x86")
-    name = "intsmooth_test_upstream_dot_16x4_vnni"
-    tvm.s_tir.TensorIntrin.register(
-        name,
-        upstream.dot_product_16x4_u8i8i32_desc,
-        upstream.dot_product_16x4_u8i8i32_vnni,
-        override=True,
-    )
-    stock = KernelIntrin(name, "avx512vnni", 16, 4, "uint8", "int8", "vpdpbusd")
-    target = resolve_target("x86-vnni").target
-    with pytest.raises(Exception, match=r"vpdpbusd\.512\(<16 x i32> %\w+, <16 x i32>"):
-        tvm.compile(blocked_conv(stock, n=1, hw=4), target=target)
-    # the stock name now holds ours, so MetaSchedule's VNNI rules get a working intrinsic
-    fixed = KernelIntrin(x86.STOCK_VNNI, "avx512vnni", 16, 4, "uint8", "int8", "vpdpbusd")
-    asm = tvm.compile(blocked_conv(fixed, n=1, hw=4), target=target).mod.inspect_source("asm")
-    assert "vpdpbusd" in asm
 
 
 def _exact_at_extremes(target: str, x_values, w_values, data_dtype="uint8"):
