@@ -218,7 +218,8 @@ def test_far_upper_tail_matches_mpmath():
 
 
 def test_tiny_sigma_builds_quickly():
-    """sigma 1e-5 (x = 196 per half step) used to hang in the Taylor series of Phi."""
+    """sigma 1e-5 (x = 196 per half step): Phi far in the tail, without a Taylor series that
+    would never converge."""
     import signal
 
     def too_slow(*_):

@@ -90,7 +90,7 @@ def test_several_inputs():
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_initializer_is_refused(bad):
-    """NaN/inf weights used to compile (and the float reference then "certified" class 0)."""
+    """NaN/inf weights are refused (compiled, the float reference would "certify" class 0)."""
     g = GraphBuilder((1, 4, 4))
     out = g.gemm(g.flatten("input"), 3)
     model = g.build(out)

@@ -1,4 +1,4 @@
-"""Exact-enumeration soundness audit of the certificates (issue 12, item 11).
+"""Exact-enumeration soundness audit of the certificates.
 
 For a tiny model (2 input pixels, 3 classes, small integer-like weights) the smoothed class
 probabilities can be computed exactly: the base classifier f (the quantized integer graph,

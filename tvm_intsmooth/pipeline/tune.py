@@ -181,10 +181,7 @@ def _intrinsic_names(spec: TargetSpec, data_max: int | None = None) -> list[str]
     """The project's intrinsics for the target's 8-bit and 16-bit (first layer) kernels that
     are exact for data up to ``data_max`` (None: unknown data, so only those exact for all)."""
     register_intrinsics()
-    try:
-        from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
-    except ImportError:
-        return []
+    from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
 
     names = []
     for dtype in ("uint8", "int16"):

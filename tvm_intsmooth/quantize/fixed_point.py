@@ -34,9 +34,3 @@ def quantize_multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarra
     )
     shift = np.where(tiny, MAX_SHIFT, shift)
     return mult, shift
-
-
-def requantize_numpy(x: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """The integer rounding multiply ``(x * M + 2^(S-1)) >> S`` in int64 (host reference)."""
-    x = x.astype(np.int64)
-    return (x * mult + (np.int64(1) << (shift - 1))) >> shift

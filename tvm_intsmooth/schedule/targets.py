@@ -113,12 +113,9 @@ def list_targets() -> list[str]:
 
 def host_num_cores() -> int:
     """Physical cores this process may use: psutil's physical count, capped by CPU affinity."""
-    try:
-        import psutil
+    import psutil
 
-        physical = psutil.cpu_count(logical=False)
-    except ImportError:
-        physical = None
+    physical = psutil.cpu_count(logical=False)
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     counts = [c for c in (physical, available, os.cpu_count()) if c]
     return max(1, min(counts)) if counts else 1

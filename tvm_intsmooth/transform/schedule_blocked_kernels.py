@@ -26,11 +26,9 @@ OW_BLOCK = 4  # output columns per strip (independent accumulators sharing each 
 
 
 def _intrin_for(target: tvm.target.Target, data_dtype: str):
-    """The target's tensor intrinsic for ``data_dtype`` or None (no intrinsic, or none landed)."""
-    try:
-        from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
-    except ImportError:
-        return None
+    """The target's tensor intrinsic for ``data_dtype``, or None where it has none."""
+    from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
+
     return tensor_intrin_for(target, data_dtype=data_dtype)
 
 
