@@ -1,8 +1,8 @@
 """MetaSchedule tuning of a smoothed classifier's kernels for one target: ``tune``.
 
-The tasks are the PrimFuncs of the module exactly as the build schedules it (the passes of
-:func:`~tvm_intsmooth.pipeline.phases.fused_module`: the build phases up to fusion), restricted to those
-with a multiply-accumulate reduction (convolutions, dense layers): the rest (noise sampler,
+The tasks are the PrimFuncs of the module exactly as the build schedules it
+(:func:`~tvm_intsmooth.pipeline.phases.fused_module`: the build phases up to fusion), restricted
+to those with a multiply-accumulate reduction (convolutions, dense layers): the rest (noise sampler,
 pooling, reshapes, votes) keep the default schedule. The search uses the target's tensorizing
 rules (MultiLevelTilingWithIntrin over the project's dot-product intrinsics for the target, then
 plain MultiLevelTiling), TVM's XGBoost cost model, and the two mutators that work in TVM 0.27
