@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,44 @@ def test_quiet_before_or_after_the_command(argv):
     from tvm_intsmooth.cli.main import make_parser
 
     assert make_parser().parse_args(argv).quiet is ("-q" in argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["certify", "a", "--data", "d", "-o", "r.tsv", "--max", "3"], "max_images", 3),
+        (["predict", "a", "--data", "d", "--max", "3"], "max_images", 3),
+        (
+            ["compile", "m", "--sigma", "1", "--calib", "d", "-o", "a", "--calib-max", "7"],
+            "calib_images",
+            7,
+        ),
+        (["tune", "m", "--sigma", "1", "--calib", "d", "--calib-max", "7"], "calib_images", 7),
+        (["compile", "m", "--sigma", "1", "--calib", "d", "-o", "a"], "calib_images", 500),
+    ],
+)
+def test_old_flag_spellings_are_aliases(argv, dest, value):
+    from tvm_intsmooth.cli.main import make_parser
+
+    assert getattr(make_parser().parse_args(argv), dest) == value
+
+
+@pytest.mark.parametrize(
+    ("command", "new", "old"),
+    [("certify", "--max-images", "--max "), ("compile", "--calib-images", "--calib-max")],
+)
+def test_old_flag_spellings_are_not_in_the_help(command, new, old):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0 and new in proc.stdout and old not in proc.stdout
+
+
+def test_every_command_names_its_output_o():
+    from tvm_intsmooth.cli.main import make_parser
+
+    parser = make_parser()
+    for argv in (
+        ["demo"],
+        ["quantize", "m", "--calib", "d"],
+        ["tune", "m", "--sigma", "1", "--calib", "d"],
+    ):
+        assert parser.parse_args([*argv, "-o", "x"]).output == Path("x")

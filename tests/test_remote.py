@@ -33,7 +33,14 @@ from tvm_intsmooth.assets import ASSETS
 from tvm_intsmooth.data import load_npz, save_npz
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.pipeline.smooth import smooth
-from tvm_intsmooth.remote import Device, EmulatedPi, benchmark, device_report, emulator_cache
+from tvm_intsmooth.remote import (
+    Device,
+    EmulatedPi,
+    benchmark,
+    device_report,
+    emulator_cache,
+    load_artifact,
+)
 from tvm_intsmooth.remote.emulated_pi import listener_path
 from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
 
@@ -202,7 +209,7 @@ def test_rpi_builds_on_emulated_pi_count_like_x86(model, request, emulated):
     assert device_report(session)["machine"] == "aarch64"
     spread = False
     for target in ("rpi4", "rpi5"):
-        remote = SmoothedClassifier.load(artifacts[model, target], session=session)
+        remote = load_artifact(artifacts[model, target], session)
         for k, image in enumerate(images):
             for n, stream in ((2 * local.batch, 2 * k), (local.batch + 3, 2 * k + 1)):
                 want = local.counts(image, n, SEED, stream)
@@ -242,7 +249,7 @@ def test_bench_local_and_on_x86_server(artifacts):
 def certify_args(artifact, data, out, *extra, max_images=10):
     """Certify with n = 512: about 2 s per image on an emulated Pi, a blink on x86."""
     return [
-        "certify", artifact, "--data", data, "--max", max_images, "--n0", 8, "--n", 512,
+        "certify", artifact, "--data", data, "--max-images", max_images, "--n0", 8, "--n", 512,
         "--seed", SEED, "-o", out, *extra,
     ]  # fmt: skip
 
@@ -373,9 +380,9 @@ def test_server_that_never_answers_times_out():
 def test_library_for_another_architecture(artifacts, emulated):
     session = Device.parse(rpc=address(emulated["pi"])).open()
     with pytest.raises(IntSmoothError, match="built for x86_64, but .* is aarch64"):
-        SmoothedClassifier.load(artifacts["qdq", "host"], session=session)
+        load_artifact(artifacts["qdq", "host"], session)
     with x86_server() as server, pytest.raises(IntSmoothError, match="built for aarch64"):
-        SmoothedClassifier.load(artifacts["qdq", "rpi4"], session=Device(rpc=server).open())
+        load_artifact(artifacts["qdq", "rpi4"], Device(rpc=server).open())
 
 
 # --- the emulator's cache ------------------------------------------------------------------

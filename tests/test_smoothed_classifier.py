@@ -28,7 +28,8 @@ from tvm_intsmooth.pipeline.calibrate import (
     noisy_calibration,
 )
 from tvm_intsmooth.pipeline.smooth import smooth
-from tvm_intsmooth.runtime import SmoothedClassifier, save_artifact
+from tvm_intsmooth.runtime import ArtifactMeta, SmoothedClassifier, load_artifact, save_artifact
+from tvm_intsmooth.runtime.artifact import ARTIFACT_FORMAT
 from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
 from tvm_intsmooth.smoothing.reference import reference_counts
@@ -196,7 +197,7 @@ def test_counts_do_not_depend_on_thread_count(artifact, image, threads):
 
 
 def test_artifact_round_trip(artifact, classifier_by_batch, image):
-    loaded = SmoothedClassifier.load(artifact)
+    loaded = load_artifact(artifact)
     in_memory = classifier_by_batch(100)
     np.testing.assert_array_equal(
         loaded.counts(image, 250, seed=42, stream=2), in_memory.counts(image, 250, 42, 2)
@@ -204,6 +205,14 @@ def test_artifact_round_trip(artifact, classifier_by_batch, image):
     assert loaded.meta["sigma"] == SIGMA and loaded.meta["batch"] == 100
     assert loaded.input_shape == SHAPE and loaded.num_classes == 10
     assert (artifact / "model.onnx").is_file()
+
+
+def test_meta_json_is_the_typed_meta(artifact):
+    meta = ArtifactMeta.from_file(artifact)
+    assert json.loads((artifact / "meta.json").read_text()) == meta.to_dict()
+    assert meta.format == ARTIFACT_FORMAT and meta.input_shape == SHAPE and meta.batch == 100
+    assert meta.check_library(artifact) == artifact / "model.so"
+    assert SmoothedClassifier.load(artifact).meta == meta.to_dict()
 
 
 def test_smoothed_module_is_integer_only(smoothed_by_batch):

@@ -18,10 +18,10 @@ from tvm_intsmooth.pipeline.calibrate import (
     calibration_stream,
     noisy_calibration,
 )
+from tvm_intsmooth.runtime.base import BaseSmoothedClassifier
 from tvm_intsmooth.runtime.cohen_procedures import (
     MAX_CERTIFY_INDEX,
     MAX_PREDICT_INDEX,
-    CohenProcedures,
     estimation_stream,
     predict_stream,
     selection_stream,
@@ -30,7 +30,7 @@ from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
 
 
-class Recorder(CohenProcedures):
+class Recorder(BaseSmoothedClassifier):
     """Counts that identify their stream: class (stream mod 3) wins every draw."""
 
     sigma, tv_bound = 0.25, 0.0
@@ -104,7 +104,7 @@ def test_stream_ranges_are_disjoint_for_every_index():
 
 def test_no_seed_reproduces_the_calibration_noise():
     """Even with the calibration seed, CERTIFY's and PREDICT's draws differ from the noise the
-    quantizer was calibrated on (which used to be stream = batch number: index 0's selection)."""
+    quantizer was calibrated on (index 0's selection stream included)."""
     table = rounded_gaussian_table(0.25)
     shape, coords = (1, 4, 4), 16
     images = np.zeros((8, *shape), np.uint8)

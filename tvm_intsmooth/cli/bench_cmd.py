@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import positive_int
-from .device_args import add_device_arguments, device_from_args
+from tvm_intsmooth.cli.common import positive_int
+from tvm_intsmooth.cli.device_args import add_device_arguments, device_from_args
 
 HELP = "time an artifact's smoothed function on this machine or a remote device"
 
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..remote import benchmark
+    from tvm_intsmooth.remote import benchmark
 
     result = benchmark(args.artifact, device_from_args(args), n=args.n, repeat=args.repeat)
     print(result.summary())

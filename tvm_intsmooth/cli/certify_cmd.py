@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from ..remote.remote_pool import CertifyJob
-from .common import (
+from tvm_intsmooth.cli.common import (
+    DataSelection,
+    Sampling,
     add_data_arguments,
     add_sampling_arguments,
-    check_sampling,
     load_classifier,
-    load_data,
     run_metadata,
 )
-from .device_args import add_device_arguments, certifier_from_args
+from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_args
 
 HELP = "certify the L2 robustness of a smoothed classifier on a dataset"
 
@@ -48,51 +46,53 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..certify import ResultRow, ResultsWriter
-    from ..certify.results_writer import check_output_folder
+    from tvm_intsmooth.certify.results_writer import check_output_folder
 
     check_output_folder(args.output)
     clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float)
-    x, y = load_data(args, clf.input_shape, clf.num_classes)
-    check_sampling(clf, args.n, args.n0)
-    with ResultsWriter(args.output, run_metadata(args, clf, x, y)) as writer:
-        seed = writer.metadata["seed"]
-        if writer.replaced_stale_sidecar:
-            print(f"{args.output}: replacing a sidecar without rows (a run that wrote none)")
-        todo = [i for i in range(len(x)) if i * args.skip not in writer.done]
-        if len(todo) < len(x):
-            how = "its seed" if writer.resumed_seed is not None else "--seed"
-            print(
-                f"resuming {args.output}: {len(x) - len(todo)} rows already done, seed {seed} "
-                f"({how})",
-                flush=True,
-            )
-        # Row idx is image i = idx / skip: the dataset index, as the reference scripts number rows.
-        jobs = [CertifyJob(i * args.skip, x[i]) for i in todo]
-        certificates = tqdm(
-            _certify_many(clf, jobs, args, seed),
-            total=len(jobs),
-            desc="certify",
-            unit="image",
-            disable=args.quiet,
-        )
-        for idx, cert, seconds in certificates:
-            writer.write(ResultRow.from_certificate(idx, int(y[idx // args.skip]), cert, seconds))
-    print(f"wrote {args.output} (seed {seed})")
+    selection, sampling = DataSelection.from_args(args), Sampling.from_args(args)
+    certify_dataset(clf, args.artifact, selection, sampling, args.output, quiet=args.quiet)
     return 0
 
 
-def _certify_many(clf, jobs, args: argparse.Namespace, seed: int):
-    """``(index, Certificate, seconds)`` of every job in order, here or on the remote device."""
-    if hasattr(clf, "certify_many"):  # a RemoteCertifier
-        yield from clf.certify_many(jobs, args.n0, args.n, args.alpha, seed=seed)
-        return
-    progress = False if args.quiet else None  # None: a bar for long count runs
-    for job in jobs:
-        start = time.monotonic()
-        cert = clf.certify(
-            job.image, args.n0, args.n, args.alpha, index=job.index, seed=seed, progress=progress
+def certify_dataset(
+    clf,
+    artifact: Path,
+    selection: DataSelection,
+    sampling: Sampling,
+    output: Path,
+    *,
+    quiet: bool = False,
+) -> int:
+    """CERTIFY every selected image with ``clf`` (a classifier of ``artifact``) into the
+    results file ``output``, resuming it when it holds rows of the same run; returns the seed."""
+    from tqdm import tqdm
+
+    from tvm_intsmooth.certify import ResultRow, ResultsWriter
+    from tvm_intsmooth.runtime import CertifyJob
+
+    x, y = selection.load(clf)
+    sampling.check(clf)
+    skip = selection.skip
+    with ResultsWriter(output, run_metadata(artifact, clf, selection, sampling, x, y)) as writer:
+        seed = writer.metadata["seed"]
+        if writer.replaced_stale_sidecar:
+            print(f"{output}: replacing a sidecar without rows (a run that wrote none)")
+        todo = [i for i in range(len(x)) if i * skip not in writer.done]
+        if len(todo) < len(x):
+            how = "its seed" if writer.resumed_seed is not None else "--seed"
+            print(
+                f"resuming {output}: {len(x) - len(todo)} rows already done, seed {seed} ({how})",
+                flush=True,
+            )
+        # Row idx is image i = idx / skip: the dataset index, as the reference scripts number rows.
+        jobs = [CertifyJob(i * skip, x[i]) for i in todo]
+        progress = False if quiet else None  # None: a bar for long count runs
+        certificates = clf.certify_many(
+            jobs, sampling.n0, sampling.n, sampling.alpha, seed=seed, progress=progress
         )
-        yield job.index, cert, time.monotonic() - start
+        bar = tqdm(certificates, total=len(jobs), desc="certify", unit="image", disable=quiet)
+        for idx, cert, seconds in bar:
+            writer.write(ResultRow.from_certificate(idx, int(y[idx // skip]), cert, seconds))
+    print(f"wrote {output} (seed {seed})")
+    return seed

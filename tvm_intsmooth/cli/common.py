@@ -1,17 +1,46 @@
-"""Pieces shared by the subcommands: data arguments, classifiers from artifacts, seeds."""
+"""Pieces shared by the subcommands: argument types, data selection, sampling, run metadata."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, IntSmoothError
+from tvm_intsmooth.errors import DataError
+
+
+def hidden_alias(p: argparse.ArgumentParser, flag: str, dest: str, **kwargs) -> None:
+    """``flag``: an older spelling of the option stored in ``dest``, accepted but not shown in
+    the help (kept for one release)."""
+    p.add_argument(flag, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
+
+
+def seed_int(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must be a 64-bit seed in [0, 2^64), got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return value
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--data, --skip and --max-images: the images a command runs on (certify, predict)."""
     p.add_argument(
         "--data",
         required=True,
@@ -23,8 +52,13 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         "--skip", type=int, default=1, metavar="K", help="use every K-th image (default 1)"
     )
     p.add_argument(
-        "--max", type=int, default=None, metavar="M", help="use at most M images (default: all)"
+        "--max-images",
+        type=int,
+        default=None,
+        metavar="M",
+        help="use at most M images (default: all)",
     )
+    hidden_alias(p, "--max", "max_images", type=int)
 
 
 def add_sampling_arguments(
@@ -50,45 +84,62 @@ def add_sampling_arguments(
     )
 
 
-def seed_int(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"must be a 64-bit seed in [0, 2^64), got {value}")
-    return value
+@dataclass(frozen=True)
+class DataSelection:
+    """The images a run uses: every ``skip``-th of ``data``, at most ``max_images`` of them."""
+
+    data: str | Path
+    skip: int = 1
+    max_images: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DataSelection:
+        return cls(args.data, args.skip, args.max_images)
+
+    def load(self, clf) -> tuple[np.ndarray, np.ndarray]:
+        """The selected images and labels, checked against the classifier's input shape and
+        classes."""
+        from tvm_intsmooth.data import load_dataset
+
+        x, y = load_dataset(str(self.data), skip=self.skip, max_count=self.max_images)
+        if x.shape[1:] != tuple(clf.input_shape):
+            raise DataError(
+                f"data {self.data}: images are {' x '.join(map(str, x.shape[1:]))} but "
+                f"the model takes {' x '.join(map(str, clf.input_shape))}"
+            )
+        y = np.asarray(y)
+        if len(y) and (y.min() < 0 or y.max() >= clf.num_classes):
+            bad = int(y.max()) if y.max() >= clf.num_classes else int(y.min())
+            raise DataError(
+                f"data {self.data}: label {bad} is outside the model's classes "
+                f"0..{clf.num_classes - 1}; the data and the model do not match"
+            )
+        return x, y
+
+    def metadata(self) -> dict:
+        """The sidecar's record of the selection."""
+        return {"data": str(self.data), "skip": self.skip, "max": self.max_images}
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+@dataclass(frozen=True)
+class Sampling:
+    """How many samples (``n0`` for CERTIFY's selection, None for PREDICT), the failure
+    probability and the seed (None: the resumed run's, or a fresh one)."""
 
+    n: int
+    alpha: float
+    seed: int | None = None
+    n0: int | None = None
 
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
-    return value
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Sampling:
+        return cls(args.n, args.alpha, args.seed, args.n0)
 
-
-def load_data(args: argparse.Namespace, input_shape: tuple[int, ...], num_classes: int):
-    """The selected images and labels, checked against the model's input shape and classes."""
-    from ..data import load_dataset
-
-    x, y = load_dataset(str(args.data), skip=args.skip, max_count=args.max)
-    if x.shape[1:] != tuple(input_shape):
-        raise DataError(
-            f"data {args.data}: images are {' x '.join(map(str, x.shape[1:]))} but "
-            f"the model takes {' x '.join(map(str, input_shape))}"
-        )
-    y = np.asarray(y)
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        bad = int(y.max()) if y.max() >= num_classes else int(y.min())
-        raise DataError(
-            f"data {args.data}: label {bad} is outside the model's classes 0..{num_classes - 1}; "
-            "the data and the model do not match"
-        )
-    return x, y
+    def check(self, clf) -> None:
+        """Check n (and n0) against the classifier's limits before any file is written."""
+        for value in (self.n0, self.n):
+            if value is not None:
+                clf.check_n(value)
 
 
 def data_sha256(x: np.ndarray, y: np.ndarray) -> str:
@@ -100,67 +151,43 @@ def data_sha256(x: np.ndarray, y: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def run_provenance(artifact: Path, use_float: bool, x: np.ndarray, y: np.ndarray) -> dict:
-    """What a results file must agree on to be resumed: the actual files and data, hashed."""
-    from .. import __version__
-    from ..runtime.smoothed_classifier import file_sha256
+def load_classifier(artifact: Path, use_float: bool):
+    """The integer SmoothedClassifier of an artifact, or its float reference (``--float``)."""
+    from tvm_intsmooth.runtime import FloatSmoothedClassifier, load_artifact
 
-    model = artifact / ("model.onnx" if use_float else "model.so")
+    return FloatSmoothedClassifier.from_artifact(artifact) if use_float else load_artifact(artifact)
+
+
+def run_metadata(
+    artifact: Path,
+    clf,
+    selection: DataSelection,
+    sampling: Sampling,
+    x: np.ndarray,
+    y: np.ndarray,
+) -> dict:
+    """The sidecar of a certify or predict run: sampling, noise, artifact and data, and what a
+    results file must agree on to be resumed (the actual files and data, hashed)."""
+    from tvm_intsmooth import __version__
+    from tvm_intsmooth.runtime import FloatSmoothedClassifier
+    from tvm_intsmooth.runtime.artifact import LIBRARY_FILE, ONNX_FILE, ArtifactMeta, file_sha256
+
+    meta = ArtifactMeta.from_file(artifact)
+    use_float = isinstance(clf, FloatSmoothedClassifier)
+    n0 = {} if sampling.n0 is None else {"n0": sampling.n0}
     return {
-        "artifact_sha256": file_sha256(model),
+        "seed": sampling.seed,
+        "sigma": clf.sigma,
+        **n0,
+        "n": sampling.n,
+        "alpha": sampling.alpha,
+        "noise": "gaussian_float32" if use_float else meta.noise,
+        "tv_bound": clf.tv_bound,
+        "clip": meta.clip,
+        "target": "onnxruntime" if use_float else meta.target,
+        **selection.metadata(),
+        "artifact_sha256": file_sha256(artifact / (ONNX_FILE if use_float else LIBRARY_FILE)),
         "data_sha256": data_sha256(x, y),
         "images": len(x),
         "version": __version__,
     }
-
-
-def load_classifier(artifact: Path, use_float: bool, batch: int | None = None):
-    """The integer SmoothedClassifier of an artifact, or its float reference (``--float``)."""
-    from ..runtime import FloatSmoothedClassifier, SmoothedClassifier
-    from ..runtime.smoothed_classifier import read_artifact_meta
-
-    if not use_float:
-        return SmoothedClassifier.load(artifact)
-    meta = read_artifact_meta(artifact)
-    if not (artifact / "model.onnx").is_file():
-        raise IntSmoothError(f"artifact {artifact} has no model.onnx for the float reference")
-    return FloatSmoothedClassifier(
-        artifact / "model.onnx",
-        meta["sigma"],
-        batch=batch or int(meta["batch"]),
-        clip=meta.get("clip", "none"),  # the integer default for artifacts without the key
-    )
-
-
-def run_metadata(args: argparse.Namespace, clf, x: np.ndarray, y: np.ndarray) -> dict:
-    """The sidecar of a certify or predict run: sampling, noise, artifact and data."""
-    from ..runtime.smoothed_classifier import read_artifact_meta
-
-    meta = read_artifact_meta(args.artifact)
-    return {
-        "seed": args.seed,
-        "sigma": clf.sigma,
-        "n0": getattr(args, "n0", 1),
-        "n": args.n,
-        "alpha": args.alpha,
-        "noise": "gaussian_float32" if args.use_float else meta["noise"],
-        "tv_bound": clf.tv_bound,
-        "clip": meta.get("clip", "none"),
-        "target": "onnxruntime" if args.use_float else meta["target"],
-        "data": str(args.data),
-        "skip": args.skip,
-        "max": args.max,
-        **run_provenance(args.artifact, args.use_float, x, y),
-    }
-
-
-def check_sampling(clf, n: int, n0: int | None = None) -> None:
-    """Check n (and n0) against the classifier's limits before any file is written."""
-    check = getattr(clf, "check_n", None)
-    for value in (n0, n):
-        if value is not None and check is not None:
-            check(value)
-
-
-def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.asarray(pred) == np.asarray(labels))) if len(labels) else 0.0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-from .common import positive_int
+from tvm_intsmooth.cli.smoothing_args import add_smoothing_arguments, smoothed_model, tune_command
 
 HELP = "compile an ONNX classifier into an integer-only smoothed classifier"
 
@@ -51,105 +51,42 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def add_smoothing_arguments(p: argparse.ArgumentParser) -> None:
-    """The model, noise and target arguments that decide the compiled graph (compile, tune)."""
-    p.add_argument("model", type=Path, help="ONNX model taking float pixels in [0, 1]")
-    p.add_argument("--sigma", type=float, required=True, help="noise level in [0, 1] pixel units")
-    p.add_argument(
-        "--target",
-        default="host",
-        help="target name from targets/ (x86-vnni, x86-avx2, x86-64, rpi4, rpi5; host: the "
-        "best of the x86 ones that this CPU runs) or a target JSON file (default: host)",
-    )
-    p.add_argument(
-        "--calib",
-        required=True,
-        metavar="DATA",
-        help="calibration data: .npz, or a dataset name (its training split is used)",
-    )
-    p.add_argument(
-        "--calib-max",
-        type=positive_int,
-        default=500,
-        metavar="M",
-        help="calibration images to use (default 500)",
-    )
-    p.add_argument(
-        "--batch",
-        type=positive_int,
-        default=100,
-        help="noisy samples per call of the compiled function (default 100)",
-    )
-    p.add_argument(
-        "--clip",
-        default="none",
-        choices=["none", "clip"],
-        help="noisy pixels: 'none' leaves them unclipped, as Cohen et al. and noise-augmented "
-        "training do; 'clip' clamps them to 0..255 (default none)",
-    )
-    p.add_argument(
-        "--bits",
-        type=int,
-        default=64,
-        choices=[32, 64],
-        help="uniform bits of the noise sampler (default 64)",
-    )
+def compile_artifact(smoothed, output: Path, target="host", *, force=False, schedules="auto"):
+    """:func:`~tvm_intsmooth.runtime.save_artifact` with what the command prints: which tuned
+    schedules it applied and what it wrote. Returns meta.json's ``schedules`` record."""
+    from tvm_intsmooth.runtime import ArtifactMeta, save_artifact
 
-
-def smoothed_model(args: argparse.Namespace, dump_ir: Path | None = None):
-    """The SmoothedModel that the arguments of :func:`add_smoothing_arguments` describe."""
-    from ..data import load_dataset
-    from ..errors import IntSmoothError
-    from ..importer import import_onnx
-    from ..quantize import check_images
-    from ..smoothing.api import smooth
-
-    if not args.sigma > 0:
-        raise IntSmoothError(f"--sigma must be > 0, got {args.sigma}")
-    imported = import_onnx(args.model)
-    x, _ = load_dataset(str(args.calib), split="train", max_count=args.calib_max)
-    check_images(x, imported.input_shape, f"calibration data {args.calib}")
-    print(f"quantizing {args.model} (calibration: {len(x)} images of {args.calib}) ...", flush=True)
-    return smooth(
-        imported,
-        x,
-        args.sigma,
-        batch=args.batch,
-        clip=args.clip,
-        bits=args.bits,
-        dump_ir=dump_ir,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from ..runtime import save_artifact
-    from ..runtime.smoothed_classifier import check_artifact_destination
-    from .tune_cmd import tune_command
-
-    check_artifact_destination(args.output, args.force)  # before the long compile
-    smoothed = smoothed_model(args, args.dump_ir)
-    print(f"building for {args.target} ...", flush=True)
-    schedules = None if args.schedules == "none" else args.schedules
-    save_artifact(smoothed, args.output, args.target, force=args.force, schedules=schedules)
-    used = json.loads((args.output / "meta.json").read_text())["schedules"]
+    print(f"building for {target} ...", flush=True)
+    save_artifact(smoothed, output, target, force=force, schedules=schedules)
+    used = ArtifactMeta.from_file(output).schedules
     if used["database"]:
         print(
             f"tuned schedules: {used['database']} ({used['tuned_functions']} of "
             f"{used['functions']} kernels)"
         )
-    elif schedules is not None:
+    meta = smoothed.metadata()
+    print(
+        f"wrote {output}: sigma {meta['sigma']}, batch {meta['batch']}, clip {meta['clip']}, "
+        f"noise rounded Gaussian (K = {meta['K']}, {meta['bits']}-bit thresholds, TV bound "
+        f"{meta['tv_bound']:.3g} per sample), integer-only"
+    )
+    return used
+
+
+def run(args: argparse.Namespace) -> int:
+    from tvm_intsmooth.runtime.artifact import check_artifact_destination
+
+    check_artifact_destination(args.output, args.force)  # before the long compile
+    smoothed = smoothed_model(args, args.dump_ir)
+    schedules = None if args.schedules == "none" else args.schedules
+    used = compile_artifact(
+        smoothed, args.output, args.target, force=args.force, schedules=schedules
+    )
+    if not used["database"] and schedules is not None:
         print(
             f"warning: no tuned schedules for this model on {args.target} (workload key "
             f"{used['key']}): the build is untuned (default schedules). Tune it with\n  "
-            f"{tune_command(argparse.Namespace(**{**vars(args), 'output': None}))}",
+            f"{tune_command(args)}",
             file=sys.stderr,
         )
-    print(
-        f"wrote {args.output}: sigma {args.sigma}, batch {args.batch}, clip {args.clip}, noise "
-        "rounded Gaussian "
-        f"(K = {smoothed.table.K}, {args.bits}-bit thresholds, TV bound "
-        f"{smoothed.tv_bound:.3g} per sample), integer-only"
-    )
     return 0

@@ -10,15 +10,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_sampling_arguments, positive_int
+from tvm_intsmooth.cli.common import (
+    DataSelection,
+    Sampling,
+    add_sampling_arguments,
+    load_classifier,
+    positive_int,
+)
 
 HELP = "compile the bundled model, certify bundled real images, integer vs float"
+SIGMA = 0.25
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help=HELP, description=HELP + ".")
     p.add_argument(
-        "--max",
+        "--max-images",
         type=positive_int,
         default=20,
         metavar="M",
@@ -26,7 +33,8 @@ def add_parser(sub) -> None:
     )
     add_sampling_arguments(p, 1000, "estimation samples per image, to fit a few minutes")
     p.add_argument(
-        "--out",
+        "-o",
+        "--output",
         type=Path,
         default=Path("intsmooth-demo"),
         help="output folder (default ./intsmooth-demo)",
@@ -35,64 +43,33 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..assets import DEMO_DATA, DEMO_MODEL
-    from ..certify.results_writer import fresh_seed
-    from .main import main
+    from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
+    from tvm_intsmooth.certify import sidecar_path
+    from tvm_intsmooth.certify.results_writer import fresh_seed
+    from tvm_intsmooth.cli.certify_cmd import certify_dataset
+    from tvm_intsmooth.cli.compile_cmd import compile_artifact
+    from tvm_intsmooth.cli.report_cmd import report
+    from tvm_intsmooth.cli.smoothing_args import smooth_model
 
-    out = args.out
+    out = args.output
     out.mkdir(parents=True, exist_ok=True)
-    seed = str(fresh_seed() if args.seed is None else args.seed)
+    seed = fresh_seed() if args.seed is None else args.seed
     artifact = out / "fmnist_cnn_sigma025.host"
-    steps = [
-        [
-            "compile",
-            str(DEMO_MODEL),
-            "--sigma",
-            "0.25",
-            "--calib",
-            str(DEMO_DATA),
-            "-o",
-            str(artifact),
-        ]
-    ]
-    common = [
-        "--data",
-        str(DEMO_DATA),
-        "--max",
-        str(args.max),
-        "--n0",
-        str(args.n0),
-        "--n",
-        str(args.n),
-        "--alpha",
-        str(args.alpha),
-        "--seed",
-        seed,
-    ]
-    for kind, extra in (("integer", []), ("float", ["--float"])):
+    compile_artifact(smooth_model(DEMO_MODEL, DEMO_DATA, SIGMA), artifact)
+    selection = DataSelection(DEMO_DATA, max_images=args.max_images)
+    sampling = Sampling(args.n, args.alpha, seed, args.n0)
+    results = []
+    for kind, use_float in (("integer", False), ("float", True)):
         tsv = out / f"certify_{kind}.tsv"
-        if tsv.exists():  # a fresh demo run: do not resume an earlier one
-            tsv.unlink()
-            Path(str(tsv) + ".json").unlink(missing_ok=True)
-        steps.append(["certify", str(artifact), *common, *extra, "-o", str(tsv)])
-    steps.append(
-        [
-            "report",
-            str(out / "certify_integer.tsv"),
-            str(out / "certify_float.tsv"),
-            "--png",
-            str(out / "certified_accuracy.png"),
-        ]
-    )
-    for step in steps:
-        if step[0] == "certify":
-            kind = "float reference" if "--float" in step else "integer"
-            print(
-                f"== certify, {kind}: {args.max} images, n0 {args.n0}, n {args.n}, "
-                f"alpha {args.alpha}, seed {seed}",
-                flush=True,
-            )
-        code = main(["-q", *step] if args.quiet else step)
-        if code:
-            return code
+        tsv.unlink(missing_ok=True)  # a fresh demo run: do not resume an earlier one
+        sidecar_path(tsv).unlink(missing_ok=True)
+        print(
+            f"== certify, {'float reference' if use_float else kind}: {args.max_images} images, "
+            f"n0 {args.n0}, n {args.n}, alpha {args.alpha}, seed {seed}",
+            flush=True,
+        )
+        clf = load_classifier(artifact, use_float)
+        certify_dataset(clf, artifact, selection, sampling, tsv, quiet=args.quiet)
+        results.append(tsv)
+    report(results, out / "certified_accuracy.png")
     return 0

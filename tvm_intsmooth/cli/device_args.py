@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from tvm_intsmooth.cli.common import positive_int
 
 
 def add_device_arguments(p: argparse.ArgumentParser, workers: bool = False) -> None:
@@ -39,8 +39,8 @@ def add_device_arguments(p: argparse.ArgumentParser, workers: bool = False) -> N
 
 def device_from_args(args: argparse.Namespace):
     """The :class:`tvm_intsmooth.remote.Device` the options name."""
-    from ..remote import Device
-    from ..remote.remote_pool import DEFAULT_TIMEOUT
+    from tvm_intsmooth.remote import Device
+    from tvm_intsmooth.remote.remote_pool import DEFAULT_TIMEOUT
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     return Device.parse(args.rpc, args.tracker, args.key, timeout=timeout)
@@ -50,15 +50,15 @@ def certifier_from_args(args: argparse.Namespace):
     """A :class:`RemoteCertifier` when the options name a remote device, else None."""
     import sys
 
-    from ..errors import IntSmoothError
-    from ..remote import RemoteCertifier
+    from tvm_intsmooth.errors import IntSmoothError
+    from tvm_intsmooth.remote import RemoteCertifier
 
     device = device_from_args(args)
     if device.is_local:
         if args.workers is not None:
             raise IntSmoothError("--workers goes with --tracker HOST:PORT --key KEY")
         return None
-    if getattr(args, "use_float", False):
+    if args.use_float:
         raise IntSmoothError(
             "--float certifies with onnxruntime on this machine: drop --rpc/--tracker"
         )
@@ -77,6 +77,6 @@ def runner_from_args(args: argparse.Namespace):
     device = device_from_args(args)
     if device.is_local:
         return None
-    from ..remote.tune_runner import rpc_runner
+    from tvm_intsmooth.remote.tune_runner import rpc_runner
 
     return rpc_runner(device)

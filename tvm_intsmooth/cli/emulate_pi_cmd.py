@@ -41,11 +41,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import IntSmoothError
-    from ..remote import EmulatedPi, prepare
-    from ..remote.emulated_pi import serve_emulated_pi
-    from ..remote.emulator_cache import DEBIAN_MIRROR
-    from ..remote.session import parse_address
+    from tvm_intsmooth.errors import IntSmoothError
+    from tvm_intsmooth.remote import EmulatedPi, prepare
+    from tvm_intsmooth.remote.emulated_pi import serve_emulated_pi
+    from tvm_intsmooth.remote.emulator_cache import DEBIAN_MIRROR
+    from tvm_intsmooth.remote.session import parse_address
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

@@ -11,9 +11,8 @@ import argparse
 import os
 import sys
 
-from .. import __version__
-from ..errors import IntSmoothError
-from . import (
+from tvm_intsmooth import __version__
+from tvm_intsmooth.cli import (
     bench_cmd,
     certify_cmd,
     compile_cmd,
@@ -24,6 +23,7 @@ from . import (
     report_cmd,
     tune_cmd,
 )
+from tvm_intsmooth.errors import IntSmoothError
 
 COMMANDS = [
     demo_cmd,

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (
+from tvm_intsmooth.cli.common import (
+    DataSelection,
+    Sampling,
     add_data_arguments,
     add_sampling_arguments,
-    check_sampling,
     load_classifier,
-    load_data,
     run_metadata,
 )
 
@@ -44,27 +44,36 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..certify import ABSTAIN, sidecar_path
-    from ..certify.results_writer import check_output_folder, fresh_seed, write_json_durably
+    from tvm_intsmooth.certify import ABSTAIN, sidecar_path
+    from tvm_intsmooth.certify.results_writer import (
+        check_output_folder,
+        fresh_seed,
+        write_json_durably,
+    )
 
     if args.output is not None:
         check_output_folder(args.output)
     clf = load_classifier(args.artifact, args.use_float)
-    x, y = load_data(args, clf.input_shape, clf.num_classes)
-    check_sampling(clf, args.n)
+    selection = DataSelection.from_args(args)
+    x, y = selection.load(clf)
     seed = fresh_seed() if args.seed is None else args.seed
-    metadata = {**run_metadata(args, clf, x, y), "seed": seed, "procedure": "predict"}
-    del metadata["n0"]
+    sampling = Sampling(args.n, args.alpha, seed)
+    sampling.check(clf)
+    metadata = {
+        **run_metadata(args.artifact, clf, selection, sampling, x, y),
+        "procedure": "predict",
+    }
     progress = False if args.quiet else None
+    skip = selection.skip
     preds = np.array(
         [
-            clf.predict(x[i], args.n, args.alpha, index=i * args.skip, seed=seed, progress=progress)
+            clf.predict(x[i], args.n, args.alpha, index=i * skip, seed=seed, progress=progress)
             for i in tqdm(range(len(x)), desc="predict", unit="image", disable=args.quiet)
         ]
     )
     if args.output is not None:
         lines = ["idx\tlabel\tpredict\tcorrect"] + [
-            f"{i * args.skip}\t{y[i]}\t{preds[i]}\t{int(preds[i] == y[i])}" for i in range(len(x))
+            f"{i * skip}\t{y[i]}\t{preds[i]}\t{int(preds[i] == y[i])}" for i in range(len(x))
         ]
         args.output.write_text("\n".join(lines) + "\n")
         write_json_durably(sidecar_path(args.output), metadata)

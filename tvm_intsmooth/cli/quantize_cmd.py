@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_intsmooth.cli.common import positive_int
+
 HELP = "quantize an ONNX classifier to integer-only arithmetic"
 
 
@@ -29,11 +31,11 @@ def add_parser(sub) -> None:
         "dataset name such as fashion-mnist (its training split)",
     )
     p.add_argument(
-        "--max",
-        type=int,
+        "--calib-images",
+        type=positive_int,
         default=None,
         metavar="M",
-        help="use at most M calibration images (default: all)",
+        help="calibration images to use (default: all)",
     )
     p.add_argument(
         "--eval",
@@ -52,14 +54,15 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import check_integer_only
-    from ..data import load_dataset
-    from ..importer import import_onnx
-    from ..quantize import check_images, quantize_static
-    from ..runtime import CompiledClassifier, float_inputs
+    from tvm_intsmooth.analysis import check_integer_only
+    from tvm_intsmooth.data import load_dataset
+    from tvm_intsmooth.data.images import check_images
+    from tvm_intsmooth.importer import import_onnx
+    from tvm_intsmooth.pipeline.quantize import quantize_static
+    from tvm_intsmooth.runtime import CompiledClassifier, float_inputs
 
     imported = import_onnx(args.model)
-    x, y = load_dataset(str(args.calib), split="train", max_count=args.max)
+    x, y = load_dataset(str(args.calib), split="train", max_count=args.calib_images)
     check_images(x, imported.input_shape, f"calibration data {args.calib}")
     print(f"calibrating {imported.source} on {len(x)} images of {args.calib} ...", flush=True)
     qmodel = quantize_static(imported, x, input_dtype=args.input_dtype)

@@ -26,12 +26,19 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..certify import format_accuracy_table, plot_certified_accuracy, read_results
+    report(args.results, args.png)
+    return 0
 
-    names = [path.name for path in args.results]
+
+def report(paths: list[Path], png: Path | None = None) -> None:
+    """Print the certified-accuracy table of the results files ``paths`` (partial runs marked),
+    and plot it to ``png``."""
+    from tvm_intsmooth.certify import format_accuracy_table, plot_certified_accuracy, read_results
+
+    names = [path.name for path in paths]
     unique = len(set(names)) == len(names)  # short labels unless two runs share a file name
     results = {}
-    for path in args.results:
+    for path in paths:
         run = read_results(path)
         label = path.name if unique else str(path)
         expected = (run.metadata or {}).get("images")
@@ -40,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: partial run, {len(run.rows)} of {expected} images certified")
         results[label] = run
     print(format_accuracy_table(results))
-    if args.png is not None:
-        plot_certified_accuracy(results, args.png)
-        print(f"wrote {args.png}")
-    return 0
+    if png is not None:
+        plot_certified_accuracy(results, png)
+        print(f"wrote {png}")

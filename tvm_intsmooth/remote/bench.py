@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .session import Device, device_report
+from tvm_intsmooth.remote.session import Device, device_report, load_artifact
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,12 @@ def benchmark(
         n: noisy samples per repeat, rounded up to whole batches (default: 10 batches).
         repeat: timed repeats; the median and p90 are taken over them.
     """
-    from ..runtime import SmoothedClassifier
-    from .rpc_listener import device_report as local_report
+    from tvm_intsmooth import runtime
+    from tvm_intsmooth.remote.rpc_listener import device_report as local_report
 
     device = device or Device()
     session = None if device.is_local else device.open()
-    clf = SmoothedClassifier.load(artifact, session=session)
+    clf = runtime.load_artifact(artifact) if session is None else load_artifact(artifact, session)
     report = local_report() if session is None else device_report(session)
     calls = 10 if n is None else max(1, math.ceil(n / clf.batch))
     pixels = np.random.default_rng(0).integers(0, 256, clf.input_shape, dtype=np.uint8)

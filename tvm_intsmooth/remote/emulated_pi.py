@@ -22,9 +22,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ..errors import IntSmoothError
-from .emulator_cache import DEBIAN_MIRROR, EmulatorRoot, Progress, prepare
-from .session import check_tracker
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.remote.emulator_cache import DEBIAN_MIRROR, EmulatorRoot, Progress, prepare
+from tvm_intsmooth.remote.session import check_tracker
 
 LISTENER_SCRIPT = str(Path(__file__).with_name("rpc_listener.py"))
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import IntSmoothError
+from tvm_intsmooth.errors import IntSmoothError
 
 SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"

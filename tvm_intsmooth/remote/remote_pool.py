@@ -20,25 +20,20 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import IntSmoothError
-from .session import Device
+from tvm_intsmooth.certify.cohen import Certificate
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.remote.session import Device, device_report, load_artifact, tracker_servers
+from tvm_intsmooth.runtime.artifact import ArtifactMeta
+from tvm_intsmooth.runtime.base import BaseSmoothedClassifier, CertifyJob
+from tvm_intsmooth.runtime.smoothed_classifier import SmoothedClassifier, check_sample_count
 
 DEFAULT_TIMEOUT = 600.0
 SPAWN_TIMEOUT = 300.0  # a new worker process imports TVM: slow on a busy machine
-
-
-@dataclass(frozen=True)
-class CertifyJob:
-    """One image to certify: its dataset index (which fixes its noise streams) and pixels."""
-
-    index: int
-    image: np.ndarray
 
 
 def _worker_main(conn, device: Device, artifact: str, options: dict) -> None:
@@ -46,9 +41,6 @@ def _worker_main(conn, device: Device, artifact: str, options: dict) -> None:
     import threading
 
     from tqdm import tqdm
-
-    from ..runtime import SmoothedClassifier
-    from .session import device_report
 
     # tqdm's default lock is a multiprocessing semaphore, which a killed worker would leak
     tqdm.set_lock(threading.RLock())
@@ -59,7 +51,7 @@ def _worker_main(conn, device: Device, artifact: str, options: dict) -> None:
         conn.send(("unavailable", str(err)))
         return
     try:
-        clf = SmoothedClassifier.load(artifact, session=session)
+        clf = load_artifact(artifact, session)
         conn.send(("ready", device_report(session)))
     except IntSmoothError as err:  # the artifact cannot run there: no other server will do
         conn.send(("fatal", str(err)))
@@ -139,7 +131,7 @@ def certify_remote(
     workers: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     say: Callable[[str], None] | None = None,
-) -> Iterator[tuple[int, object, float]]:
+) -> Iterator[tuple[int, Certificate, float]]:
     """Certify ``jobs`` on ``device``; yields ``(index, Certificate, seconds)`` in job order.
 
     Args:
@@ -160,8 +152,6 @@ def certify_remote(
     if not jobs:
         return
     if device.tracker is not None:
-        from .session import tracker_servers
-
         free = tracker_servers(device.tracker, device.key, device.timeout)
         count = workers or max(free, 1)
     else:
@@ -242,11 +232,14 @@ def _poll(w: _Worker) -> tuple[str, object] | None:
     return None
 
 
-class RemoteCertifier:
-    """An artifact certified on remote devices: ``certify_many`` shards images over sessions.
+class RemoteCertifier(BaseSmoothedClassifier):
+    """An artifact certified on remote devices: :meth:`certify_many` shards images over the
+    sessions of ``device`` (one RPC server, or every free server of a tracker's key).
 
-    Has the attributes of a :class:`SmoothedClassifier` that describe it (``meta``,
-    ``input_shape``, ``sigma``, ``tv_bound``, ``batch``); its VMs live in the worker processes.
+    Its VMs live in worker processes; :meth:`counts` (and so :meth:`certify` and
+    :meth:`predict` of one image) runs on one session of the device, opened at the first call.
+    The library's SHA-256 is checked here, before anything is uploaded; the workers check the
+    facts compiled into it.
     """
 
     def __init__(
@@ -258,37 +251,44 @@ class RemoteCertifier:
         timeout: float = DEFAULT_TIMEOUT,
         say: Callable[[str], None] | None = None,
     ):
-        from ..runtime.smoothed_classifier import file_sha256, read_artifact_meta
-
         self.artifact = Path(artifact)
-        self.meta = read_artifact_meta(self.artifact)
-        library = self.artifact / "model.so"
-        if not library.is_file() or file_sha256(library) != self.meta["library_sha256"]:
-            # the same check as SmoothedClassifier.load, before anything is uploaded
-            raise IntSmoothError(
-                f"artifact {self.artifact}: model.so is missing or its SHA-256 is not meta.json's "
-                "(replaced or damaged after compiling); compile the artifact again"
-            )
-        self.input_shape = tuple(self.meta["input_shape"])
-        self.num_classes = int(self.meta["num_classes"])
-        self.sigma = float(self.meta["sigma"])
-        self.tv_bound = float(self.meta["tv_bound"])  # the workers check it against the library
-        self.batch = int(self.meta["batch"])
+        meta = ArtifactMeta.from_file(self.artifact)
+        meta.check_library(self.artifact)
+        self.input_shape = meta.input_shape
+        self.num_classes = meta.num_classes
+        self.sigma = meta.sigma
+        self.tv_bound = meta.tv_bound
+        self.batch = meta.batch
         self.device = device
         self.workers = workers
         self.timeout = timeout
         self.say = say
+        self._session_classifier: SmoothedClassifier | None = None
 
     def check_n(self, n: int) -> int:
-        """``n`` if one stream can draw that many samples (SmoothedClassifier's rule)."""
-        from ..runtime import SmoothedClassifier
+        """``n`` if one stream can draw that many samples, else an IntSmoothError."""
+        return check_sample_count(n, self.batch)
 
-        return SmoothedClassifier.check_n(self, n)
+    def counts(
+        self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
+    ) -> np.ndarray:
+        """Vote counts of samples 0..n-1 of ``stream``, on one session of the device."""
+        if self._session_classifier is None:
+            self._session_classifier = load_artifact(self.artifact, self.device.open())
+        return self._session_classifier.counts(x, n, seed, stream, progress)
 
     def certify_many(
-        self, jobs: Sequence[CertifyJob], n0: int, n: int, alpha: float, *, seed: int
-    ) -> Iterator[tuple[int, object, float]]:
-        """CERTIFY of every job on the device: ``(index, Certificate, seconds)`` in job order."""
+        self,
+        jobs: Sequence[CertifyJob],
+        n0: int,
+        n: int,
+        alpha: float,
+        *,
+        seed: int,
+        progress: bool | None = None,
+    ) -> Iterator[tuple[int, Certificate, float]]:
+        """CERTIFY of every job, sharded over the device's sessions: ``(index, Certificate,
+        seconds)`` in job order (the workers show no progress bars)."""
         return certify_remote(
             self.artifact,
             self.device,

@@ -5,6 +5,7 @@ A :class:`Device` names where work runs: ``Device.parse(rpc="HOST:PORT")`` (one 
 ``Device()`` (this machine). :meth:`Device.open` returns a TVM ``RPCSession`` after checking
 that the server or tracker answers at all: TVM's own client waits a minute on a refused tracker
 and forever on a server that accepted the connection but never answers.
+:func:`load_artifact` runs an artifact on a session's device.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import struct
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import IntSmoothError
-from .rpc_listener import REPORT_FUNCTION
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.remote.rpc_listener import REPORT_FUNCTION
+
+if TYPE_CHECKING:
+    from tvm_intsmooth.runtime import SmoothedClassifier
 
 CONNECT_TIMEOUT = 60.0
 # ELF e_machine values of the architectures TVM targets on CPUs.
@@ -223,7 +228,7 @@ def library_machine(path: str | Path) -> str:
     return ELF_MACHINES.get(machine, f"ELF machine {machine:#x}")
 
 
-def load_remote_vm(session, library: str | Path, where: str = "the RPC device"):
+def load_remote_vm(session, library: str | Path):
     """Upload a compiled library to ``session``'s device and load it into a Relax VM there.
 
     Returns ``(vm, device)``. Raises IntSmoothError when the library was built for another
@@ -236,7 +241,7 @@ def load_remote_vm(session, library: str | Path, where: str = "the RPC device"):
     built_for = library_machine(library)
     device_arch = report.get("machine", "unknown")
     if device_arch != "unknown" and device_arch != built_for:
-        raise _arch_error(library, built_for, report, where)
+        raise _arch_error(library, built_for, report)
     # A fresh name per upload: overwriting a library that the session has loaded crashes it.
     name = f"intsmooth-{uuid.uuid4().hex}.so"
     try:
@@ -244,18 +249,30 @@ def load_remote_vm(session, library: str | Path, where: str = "the RPC device"):
         remote_lib = session.load_module(name)
     except Exception as err:
         if device_arch == "unknown":  # a stock server: its loader's error is all there is
-            raise _arch_error(library, built_for, report, where, _first_line(err)) from None
+            raise _arch_error(library, built_for, report, _first_line(err)) from None
         raise
     device = session.cpu()
     return relax.VirtualMachine(remote_lib, device), device
 
 
-def _arch_error(library, built_for, report, where, detail: str | None = None) -> IntSmoothError:
+def load_artifact(path: str | Path, session) -> SmoothedClassifier:
+    """The SmoothedClassifier of an artifact folder, run on the device of ``session`` (a TVM
+    ``RPCSession``, e.g. from :meth:`Device.open`): its library is uploaded there.
+
+    The checks of ``tvm_intsmooth.runtime.load_artifact`` apply (the library's SHA-256, the facts
+    compiled into it), and the library must be built for the device's architecture.
+    """
+    from tvm_intsmooth.runtime import SmoothedClassifier
+
+    return SmoothedClassifier.load_with(path, lambda library: load_remote_vm(session, library))
+
+
+def _arch_error(library, built_for, report, detail: str | None = None) -> IntSmoothError:
     device = f"{report.get('machine')} ({report.get('name')})"
     if detail:
         device = f"one that cannot load it: {detail}"
     return IntSmoothError(
-        f"{library} was built for {built_for}, but {where} is {device}. Compile the model for "
-        "the device's target (e.g. `intsmooth compile ... --target rpi4` or rpi5 for a "
+        f"{library} was built for {built_for}, but the RPC device is {device}. Compile the model "
+        "for the device's target (e.g. `intsmooth compile ... --target rpi4` or rpi5 for a "
         "Raspberry Pi, `--target host` for this machine) and use that artifact."
     )

@@ -7,8 +7,8 @@ a real board: candidates timed on the emulated Pi run, but their timings mean no
 
 from __future__ import annotations
 
-from ..errors import IntSmoothError
-from .session import Device, check_server, tracker_servers
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.remote.session import Device, check_server, tracker_servers
 
 
 def connect_direct(rpc_config):

@@ -6,7 +6,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..schedule import build
+from tvm_intsmooth.pipeline.build import build
 
 
 class CompiledClassifier:

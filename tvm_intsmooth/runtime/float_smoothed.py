@@ -10,18 +10,19 @@ replayable; it has no sampler TV bound to subtract.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import onnx
 
-from ..errors import IntSmoothError
-from ..importer import import_onnx
-from ..smoothing.inject_integer_noise import CLIP_POLICIES
-from .cohen_procedures import CohenProcedures
-from .smoothed_classifier import SmoothedClassifier, _check_u64
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.importer import import_onnx
+from tvm_intsmooth.runtime.artifact import ONNX_FILE, ArtifactMeta
+from tvm_intsmooth.runtime.base import BaseSmoothedClassifier, check_u64
+from tvm_intsmooth.transform.inject_integer_noise import CLIP_POLICIES
 
 
-class FloatSmoothedClassifier(CohenProcedures):
+class FloatSmoothedClassifier(BaseSmoothedClassifier):
     """The float model under continuous Gaussian noise (onnxruntime): vote counts, CERTIFY and
     PREDICT on the same streams as the integer :class:`SmoothedClassifier`."""
 
@@ -59,19 +60,26 @@ class FloatSmoothedClassifier(CohenProcedures):
         self.batch = batch
         self.clip = clip
 
-    check_image = SmoothedClassifier.check_image
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike) -> FloatSmoothedClassifier:
+        """The float reference of an artifact folder: its model.onnx with its sigma, batch and
+        clip policy."""
+        meta = ArtifactMeta.from_file(path)
+        model = Path(path) / ONNX_FILE
+        if not model.is_file():
+            raise IntSmoothError(f"artifact {path} has no model.onnx for the float reference")
+        return cls(model, meta.sigma, batch=meta.batch, clip=meta.clip)
 
     def counts(
         self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
     ) -> np.ndarray:
         """Vote counts (int64 [K]) of n noisy float samples from the (seed, stream) generator."""
         pixels = self.check_image(x).astype(np.float32) / np.float32(255)
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise IntSmoothError(f"n must be a positive integer, got {n!r}")
+        self.check_n(n)
         rng = np.random.Generator(
             # A uint64 array: a Python list of ints >= 2^63 goes through float64 and collides.
             np.random.Philox(
-                key=np.array([_check_u64(seed, "seed"), _check_u64(stream, "stream")], np.uint64)
+                key=np.array([check_u64(seed, "seed"), check_u64(stream, "stream")], np.uint64)
             )
         )
         total = np.zeros(self.num_classes, np.int64)

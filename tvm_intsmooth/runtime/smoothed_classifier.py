@@ -1,17 +1,16 @@
-"""SmoothedClassifier: vote counts of a compiled integer smoothed classifier, on the host.
+"""SmoothedClassifier: vote counts of a compiled integer smoothed classifier; artifact folders.
 
-An artifact is a folder: ``model.so`` (the compiled library for its target), ``meta.json``
-(sigma, noise, TV bound, batch, shapes, target, ...) and ``model.onnx`` (the float model, for
-the floating-point reference smoothing).
+:func:`save_artifact` compiles a SmoothedModel into an artifact folder (see
+:mod:`.artifact`); :func:`load_artifact` (or ``SmoothedClassifier.load``) loads it on this
+machine, and :func:`tvm_intsmooth.remote.load_artifact` on a TVM RPC session's device.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,102 +19,35 @@ import tvm
 from tqdm import tqdm
 from tvm import relax
 
-from ..errors import DataError, IntSmoothError
-from ..schedule import build, export, load, resolve_target
-from ..schedule.database import ScheduleLookup
-from .cohen_procedures import CohenProcedures
+from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.pipeline.build import build, export, load
+from tvm_intsmooth.runtime.artifact import (
+    LIBRARY_FILE,
+    ONNX_FILE,
+    ArtifactMeta,
+    check_artifact_destination,
+)
+from tvm_intsmooth.runtime.base import BaseSmoothedClassifier, check_u64
+from tvm_intsmooth.schedule.database import ScheduleLookup
+from tvm_intsmooth.schedule.targets import resolve_target
 
 MAX_SAMPLES = 2**32  # sample indices are one Philox counter word
-MAX_U64 = 2**64
+
+# library path -> (a Relax VM with the library loaded, the device it runs on)
+LibraryLoader = Callable[[Path], tuple[relax.VirtualMachine, tvm.runtime.Device]]
 
 
-def _check_u64(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise IntSmoothError(f"{name} must be an integer, got {value!r}")
-    if not 0 <= int(value) < MAX_U64:
-        raise IntSmoothError(f"{name} must be in [0, 2^64), got {value}")
-    return int(value)
-
-
-ARTIFACT_FORMAT = "tvm_intsmooth.artifact/1"
-# meta.json keys that loading needs, with their types (the rest is informational).
-REQUIRED_META = {
-    "sigma": (int, float),
-    "noise": str,
-    "bits": int,
-    "K": int,
-    "tv_bound": (int, float),
-    "batch": int,
-    "input_shape": list,
-    "num_classes": int,
-    "target": str,
-    "library_sha256": str,
-}
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_artifact_meta(path: str | os.PathLike) -> dict:
-    """The meta.json of an artifact folder, with every key loading needs, or an IntSmoothError."""
-    path = Path(path)
-    if not (path / "meta.json").is_file():
+def check_sample_count(n: int, batch: int) -> int:
+    """``n`` if one stream of a library compiled for ``batch`` samples per call can draw that
+    many samples, else an IntSmoothError."""
+    # Every batch's counter range must end at or below 2^32 (the sampler asserts it).
+    max_n = MAX_SAMPLES - MAX_SAMPLES % batch
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= max_n:
         raise IntSmoothError(
-            f"artifact {path}: not found (expected a folder with meta.json "
-            "and model.so, as written by `intsmooth compile`)"
+            f"n must be an integer in [1, {max_n}] (sample indices of one stream stay below "
+            f"2^32 in batches of {batch}), got {n!r}; split larger runs over streams"
         )
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise IntSmoothError(
-            f"artifact {path}: meta.json is unreadable ({err}); write the artifact again with "
-            "`intsmooth compile`"
-        ) from None
-    if not isinstance(meta, dict):
-        raise IntSmoothError(f"artifact {path}: meta.json is not a JSON object; compile again")
-    bad = [
-        key
-        for key, kind in REQUIRED_META.items()
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool)
-    ]
-    if bad:
-        raise IntSmoothError(
-            f"artifact {path}: meta.json lacks or mangles {', '.join(bad)}; it is incomplete or "
-            "edited, so nothing it says can be trusted: write the artifact again with "
-            "`intsmooth compile`"
-        )
-    return meta
-
-
-def is_artifact(path: Path) -> bool:
-    """Whether ``path`` is a folder that this tool wrote (its meta.json says so)."""
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(meta, dict) and (
-        meta.get("format") == ARTIFACT_FORMAT or {"library_sha256", "sigma", "K"} <= meta.keys()
-    )
-
-
-def check_artifact_destination(path: str | os.PathLike, force: bool = False) -> Path:
-    """Refuse to replace anything but an artifact of ours at ``path`` (unless ``force``)."""
-    path = Path(path)
-    if path.exists() and not force and not (path.is_dir() and is_artifact(path)):
-        kind = "folder" if path.is_dir() else "file"
-        raise IntSmoothError(
-            f"{path} exists and is not an artifact written by intsmooth (a {kind} without our "
-            "meta.json); it would be replaced. Choose another -o, or pass --force to replace it"
-        )
-    if not path.parent.is_dir():
-        raise IntSmoothError(f"{path}: the folder {path.parent} does not exist; create it first")
-    return path
+    return int(n)
 
 
 def save_artifact(
@@ -126,8 +58,9 @@ def save_artifact(
     An existing ``path`` is replaced only if it is an artifact written by this tool, or with
     ``force``. The new artifact is complete before it replaces the old one; a failure leaves
     the old one in place. ``schedules``: the tuned schedule database to apply (see
-    :func:`tvm_intsmooth.schedule.build`; default: the shipped one matching the model, if any);
+    :func:`tvm_intsmooth.pipeline.build`; default: the shipped one matching the model, if any);
     which one was used, and the model's workload key, go into meta.json under ``"schedules"``.
+    :func:`load_artifact` loads it.
     """
     path = check_artifact_destination(path, force)
     spec = resolve_target(target)
@@ -135,19 +68,10 @@ def save_artifact(
     try:
         lookup = ScheduleLookup(spec, schedules)
         executable = build(smoothed.mod, spec, require_integer_only=True, schedules=lookup)
-        export(executable, tmp / "model.so", spec)
+        library = export(executable, tmp / LIBRARY_FILE, spec)
         if smoothed.onnx_model is not None:
-            onnx.save(smoothed.onnx_model, tmp / "model.onnx")
-        meta = {
-            "format": ARTIFACT_FORMAT,
-            **smoothed.metadata(),
-            "target": spec.name,
-            "resolved_target": spec.resolved_name,  # for "host": the bundled target it became
-            "target_config": str(spec.target),
-            "library_sha256": file_sha256(tmp / "model.so"),
-            "schedules": lookup.summary(),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            onnx.save(smoothed.onnx_model, tmp / ONNX_FILE)
+        ArtifactMeta.for_library(smoothed.metadata(), spec, library, lookup.summary()).write(tmp)
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=path.name + ".old-", dir=path.parent))
@@ -161,68 +85,37 @@ def save_artifact(
     return path
 
 
-def verify_library(path: Path, meta: dict, vm: relax.VirtualMachine) -> float:
-    """Check the facts compiled into the library against meta.json; return the TV bound
-    recomputed from them (docs/soundness.md, section 3). Any mismatch is an IntSmoothError."""
-    from ..smoothing.artifact_facts import FACTS_FUNCTION, ArtifactFacts, table_digest
-    from ..smoothing.noise_table import rounded_gaussian_table
-
-    try:
-        facts = ArtifactFacts.from_array(vm[FACTS_FUNCTION]().numpy())
-    except (AttributeError, RuntimeError, KeyError) as err:
-        raise IntSmoothError(
-            f"artifact {path}: model.so has no {FACTS_FUNCTION} ({type(err).__name__}), so its "
-            "sigma and noise table cannot be checked; compile it again with this version"
-        ) from None
-    claimed = {
-        "sigma": float(meta["sigma"]),
-        "bits": meta["bits"],
-        "K": meta["K"],
-        "batch": meta["batch"],
-        "clip": meta.get("clip", "none"),
-        "num_classes": meta["num_classes"],
-        "input_shape": tuple(meta["input_shape"]),
-    }
-    differ = [
-        f"{k} {v!r} (library: {getattr(facts, k)!r})"
-        for k, v in claimed.items()
-        if getattr(facts, k) != v
-    ]
-    if differ:
-        raise IntSmoothError(
-            f"artifact {path}: meta.json does not describe its model.so: {'; '.join(differ)}. "
-            "The library and meta.json come from different compiles (or meta.json was edited); "
-            "a certificate from them would be wrong. Compile the artifact again"
-        )
-    table = rounded_gaussian_table(facts.sigma, bits=facts.bits)
-    if table.K != facts.K or table_digest(table) != facts.table_digest:
-        raise IntSmoothError(
-            f"artifact {path}: the noise table compiled into model.so is not the one sigma "
-            f"{facts.sigma} and {facts.bits} bits give here; compile the artifact again"
-        )
-    tv_bound = table.tv_bound(int(np.prod(facts.input_shape)))
-    if float(meta["tv_bound"]) != tv_bound:
-        raise IntSmoothError(
-            f"artifact {path}: meta.json's TV bound {meta['tv_bound']!r} is not the {tv_bound!r} "
-            "its noise table gives; meta.json was edited. Compile the artifact again"
-        )
-    return tv_bound
+def load_artifact(path: str | os.PathLike) -> SmoothedClassifier:
+    """The SmoothedClassifier of an artifact folder written by :func:`save_artifact`, on this
+    machine (the same as ``SmoothedClassifier.load``)."""
+    return SmoothedClassifier.load(path)
 
 
-class SmoothedClassifier(CohenProcedures):
+def _load_here(library: Path) -> tuple[relax.VirtualMachine, tvm.runtime.Device]:
+    return load(library), tvm.cpu()  # an IntSmoothError when built for another machine
+
+
+class SmoothedClassifier(BaseSmoothedClassifier):
     """A compiled integer smoothed classifier: vote counts, CERTIFY and PREDICT.
 
     ``counts(x, n, seed, stream)`` counts the votes of n noisy samples of one stream;
     ``certify(x, n0, n, alpha, index=, seed=)`` and ``predict(x, n, alpha, index=, seed=)`` run
     Cohen et al.'s procedures on the streams of the image's dataset index (see
     :mod:`tvm_intsmooth.runtime.cohen_procedures`).
+
+    Args:
+        vm: a Relax VM with the smoothed library loaded.
+        meta: the model's smoothing metadata (``SmoothedModel.metadata()``, or an artifact's
+            meta.json).
+        device: where ``vm`` runs (this machine's CPU by default; the remote device for a VM
+            of an RPC session).
     """
 
     def __init__(
         self, vm: relax.VirtualMachine, meta: dict, device: tvm.runtime.Device | None = None
     ):
         self.vm = vm
-        self.device = tvm.cpu() if device is None else device  # remote for an RPC session's VM
+        self.device = tvm.cpu() if device is None else device
         self.meta = meta
         self.input_shape = tuple(meta["input_shape"])
         self.num_classes = int(meta["num_classes"])
@@ -231,33 +124,22 @@ class SmoothedClassifier(CohenProcedures):
         self.tv_bound = float(meta["tv_bound"])
 
     @classmethod
-    def load(cls, path: str | os.PathLike, session=None) -> SmoothedClassifier:
-        """Load an artifact folder written by :func:`save_artifact`, on this machine or, with a
-        TVM ``RPCSession``, on that session's device (its library is uploaded there).
+    def load(cls, path: str | os.PathLike) -> SmoothedClassifier:
+        """Load an artifact folder written by :func:`save_artifact` on this machine.
 
         The library's SHA-256 must be meta.json's, and the sigma, noise table, batch, shapes and
         clip policy compiled into it must be meta.json's; the TV bound is recomputed from them.
         """
-        path = Path(path)
-        meta = read_artifact_meta(path)
-        library = path / "model.so"
-        if not library.is_file():
-            raise IntSmoothError(f"artifact {path}: model.so is missing; compile it again")
-        actual = file_sha256(library)
-        if actual != meta["library_sha256"]:
-            raise IntSmoothError(
-                f"artifact {path}: model.so has SHA-256 {actual[:16]}..., but meta.json names "
-                f"{meta['library_sha256'][:16]}...: the library was replaced or damaged after "
-                "compiling. Compile the artifact again"
-            )
-        if session is None:
-            vm, device = load(library), None  # an IntSmoothError when built for another machine
-        else:
-            from ..remote.session import load_remote_vm
+        return cls.load_with(path, _load_here)
 
-            vm, device = load_remote_vm(session, library)
-        clf = cls(vm, meta, device)
-        clf.tv_bound = verify_library(path, meta, vm)
+    @classmethod
+    def load_with(cls, path: str | os.PathLike, load_library: LibraryLoader) -> SmoothedClassifier:
+        """:meth:`load` with the library loaded by ``load_library`` (library path -> (VM,
+        device)), e.g. uploaded to a remote device; the same checks."""
+        meta = ArtifactMeta.from_file(path)
+        vm, device = load_library(meta.check_library(path))
+        clf = cls(vm, meta.to_dict(), device)
+        clf.tv_bound = meta.check_facts(vm, path)
         return clf
 
     @classmethod
@@ -265,19 +147,6 @@ class SmoothedClassifier(CohenProcedures):
         """Compile a SmoothedModel in memory (no artifact folder)."""
         ex = build(smoothed.mod, target)
         return cls(relax.VirtualMachine(ex, tvm.cpu()), smoothed.metadata())
-
-    def check_image(self, x: np.ndarray) -> np.ndarray:
-        """One image as uint8 [1, C, H, W], with clear errors for shape, dtype and range."""
-        x = np.asarray(x)
-        if x.dtype.kind not in "iu":
-            raise DataError(f"image dtype {x.dtype}: expected integer pixels 0..255 (uint8)")
-        if x.shape not in (self.input_shape, (1, *self.input_shape)):
-            raise DataError(
-                f"image shape {x.shape}: this model takes {' x '.join(map(str, self.input_shape))}"
-            )
-        if x.size and (x.min() < 0 or x.max() > 255):
-            raise DataError(f"pixel values {x.min()}..{x.max()} outside 0..255")
-        return np.ascontiguousarray(x.reshape(1, *self.input_shape).astype(np.uint8))
 
     def tensor(self, array: np.ndarray) -> tvm.runtime.Tensor:
         """``array`` copied to the classifier's device (this machine's CPU or the RPC device)."""
@@ -296,14 +165,7 @@ class SmoothedClassifier(CohenProcedures):
 
     def check_n(self, n: int) -> int:
         """``n`` if one stream can draw that many samples, else an IntSmoothError."""
-        # Every batch's counter range must end at or below 2^32 (the sampler asserts it).
-        max_n = MAX_SAMPLES - MAX_SAMPLES % self.batch
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= max_n:
-            raise IntSmoothError(
-                f"n must be an integer in [1, {max_n}] (sample indices of one stream stay below "
-                f"2^32 in batches of {self.batch}), got {n!r}; split larger runs over streams"
-            )
-        return int(n)
+        return check_sample_count(n, self.batch)
 
     def counts(
         self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
@@ -315,7 +177,7 @@ class SmoothedClassifier(CohenProcedures):
         """
         pixels = self.tensor(self.check_image(x))
         self.check_n(n)
-        seed, stream = _check_u64(seed, "seed"), _check_u64(stream, "stream")
+        seed, stream = check_u64(seed, "seed"), check_u64(stream, "stream")
         total = np.zeros(self.num_classes, np.int64)
         show = n >= 20 * self.batch if progress is None else progress
         with tqdm(total=n, disable=not show, unit="sample", leave=False) as bar:
