@@ -16,12 +16,29 @@ OUT = Path(__file__).resolve().parent / "api.md"
 SECTIONS = [
     ("Models in", "tvm_intsmooth", ["import_onnx", "ImportedModel"]),
     (
-        "Quantize",
+        "Calibrate and quantize",
         "tvm_intsmooth",
-        ["quantize_static", "QuantizedModel", "CalibrationReader", "QuantizeToInteger"],
+        ["calibrate", "Calibration", "CalibrationReader", "quantize_static", "QuantizedModel"],
     ),
-    ("Smooth", "tvm_intsmooth", ["smooth", "SmoothedModel", "InjectIntegerNoise", "CountVotes"]),
-    ("The registered pipeline", "tvm_intsmooth.pipeline", ["IntSmoothPipeline"]),
+    ("Smooth", "tvm_intsmooth", ["smooth", "SmoothedModel"]),
+    ("The registered pipeline", "tvm_intsmooth", ["IntSmoothPipeline"]),
+    (
+        "Passes: tvm_intsmooth.transform",
+        "tvm_intsmooth.transform",
+        [
+            "QuantizeToInteger",
+            "InjectIntegerNoise",
+            "CountVotes",
+            "AddArtifactFacts",
+            "ConvertToBlockedInt8",
+            "ScalarConstantsAsTensors",
+            "ApplyTunedDatabase",
+            "ScheduleBlockedKernels",
+            "ParallelizeOuterLoops",
+            "CheckIntegerOnly",
+            "DumpIR",
+        ],
+    ),
     ("Build", "tvm_intsmooth", ["build", "resolve_target", "check_integer_only"]),
     (
         "Run, certify, predict",
@@ -38,6 +55,10 @@ SECTIONS = [
             "lower_confidence_bound",
             "Certificate",
             "ABSTAIN",
+            "certify_sequential",
+            "SequentialCertificate",
+            "confidence_sequence_lower",
+            "confidence_sequence_upper",
             "read_results",
             "ResultsWriter",
             "ResultRow",
@@ -50,7 +71,7 @@ SECTIONS = [
         "tvm_intsmooth.remote",
         ["Device", "EmulatedPi", "prepare", "benchmark", "BenchResult", "RemoteCertifier"],
     ),
-    ("Errors", "tvm_intsmooth.errors", ["IntSmoothError", "UnsupportedModelError", "DataError"]),
+    ("Errors", "tvm_intsmooth", ["IntSmoothError", "UnsupportedModelError", "DataError"]),
 ]
 
 
