@@ -151,3 +151,22 @@ def test_the_passes_stand_without_the_pipeline():
         "assert 'tvm_intsmooth.pipeline' not in sys.modules, 'the passes import the pipeline'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_smooth_and_build_dump_the_composer_phases(tmp_path):
+    """smooth() and build() run the phases of pipeline.phases and dump them under its names: the
+    registered pipeline's dumps (above) and these are the same files."""
+    import tvm_intsmooth as tis
+    from onnx_models import residual_model
+
+    images = np.random.default_rng(0).integers(0, 256, (16, 3, 10, 10), dtype=np.uint8)
+    smoothed = tis.smooth(residual_model(), images, 0.25, batch=4, dump_ir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{i:02d}_{name}.py" for i, name in enumerate(PHASES[:5])
+    ]
+    tis.build(smoothed.mod, "host", dump_ir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{i:02d}_{name}.py" for i, name in enumerate(PHASES)
+    ]
+    assert "intsmooth_facts" in (tmp_path / "04_artifact_facts.py").read_text()
+    assert "T.parallel" in (tmp_path / "08_kernel_schedules.py").read_text()
