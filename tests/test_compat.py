@@ -3,6 +3,7 @@ once upstream fixes what it works around (then drop the patch)."""
 
 import inspect
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -14,7 +15,13 @@ import tvm
 from intrinsics_conv import blocked_conv
 
 from tvm_intsmooth import compat
-from tvm_intsmooth.compat import filtered_stderr, load_stock_intrinsics
+from tvm_intsmooth.compat import (
+    THREAD_VARIABLES,
+    filtered_stderr,
+    load_stock_intrinsics,
+    physical_cores,
+    usable_cpus,
+)
 from tvm_intsmooth.schedule import resolve_target
 from tvm_intsmooth.schedule.intrinsics import KernelIntrin, x86
 
@@ -121,3 +128,84 @@ def test_a_patch_on_another_tvm_version_warns(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compat.check_tvm_version("some_patch")  # once per patch
+
+
+# -- use_all_cores -----------------------------------------------------------------------------
+
+
+def _python(code: str, **env: str) -> str:
+    """Run ``code`` in a fresh interpreter without the thread variables (plus ``env``)."""
+    dropped = (*THREAD_VARIABLES, "TVM_BIND_THREADS")
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+x86_with_two_cpus = pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64") or (os.cpu_count() or 1) < 2,
+    reason="TVM halves hardware_concurrency() only on x86; needs at least 2 CPUs to show",
+)
+
+
+@x86_with_two_cpus
+def test_tvm_still_halves_hardware_concurrency_and_never_grows_its_pool():
+    """What use_all_cores works around (TVM 0.27): without a variable, the pool is half of
+    hardware_concurrency() on x86, and config_threadpool cannot grow it afterwards. When this
+    fails, upstream changed its default: re-check use_all_cores, or drop it."""
+    code = (
+        "import tvm\n"
+        "first = tvm.runtime.num_threads()\n"
+        "tvm.get_global_func('runtime.config_threadpool')(0, 2 * first + 2)\n"
+        "print(first, tvm.runtime.num_threads())\n"
+    )
+    first, after = (int(v) for v in _python(code).split())
+    assert first == max(1, (os.cpu_count() or 1) // 2)
+    assert after == first
+
+
+def test_importing_tvm_intsmooth_gives_one_thread_per_physical_core():
+    code = (
+        "import os, tvm_intsmooth, tvm\n"
+        "print(tvm.runtime.num_threads(), os.environ['TVM_NUM_THREADS'])\n"
+    )
+    threads, variable = (int(v) for v in _python(code).split())
+    assert threads == variable == physical_cores(usable_cpus())
+
+
+def test_importing_tvm_first_then_tvm_intsmooth_also_works():
+    code = "import tvm; import tvm_intsmooth; print(tvm.runtime.num_threads())"
+    assert int(_python(code)) == physical_cores()
+
+
+def test_the_users_thread_variables_are_kept():
+    code = "import tvm_intsmooth, tvm; print(tvm.runtime.num_threads())"
+    assert _python(code, TVM_NUM_THREADS="1") == "1"
+    assert _python(code, OMP_NUM_THREADS="1") == "1"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs")
+def test_an_affinity_mask_bounds_the_pool_and_stays_as_it_is():
+    last = max(usable_cpus())
+    code = (
+        f"import os; os.sched_setaffinity(0, {{{last}}})\n"
+        "import tvm_intsmooth, tvm\n"
+        "print(tvm.runtime.num_threads(), *sorted(os.sched_getaffinity(0)))\n"
+    )
+    assert _python(code) == f"1 {last}"
+
+
+def test_set_num_threads_lowers_the_pool():
+    code = (
+        "import tvm_intsmooth\n"
+        "from tvm_intsmooth.compat import set_num_threads\n"
+        "print(set_num_threads(1), set_num_threads(10**6))\n"
+    )
+    assert _python(code) == f"1 {physical_cores()}"
+
+
+def test_physical_cores():
+    assert physical_cores({0}) == 1
+    assert 1 <= physical_cores() <= len(usable_cpus())

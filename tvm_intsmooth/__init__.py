@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from tvm_intsmooth import registration
+from tvm_intsmooth import compat, registration
 
 __version__ = "0.1.0"
 
@@ -120,4 +120,5 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+compat.use_all_cores()  # before TVM makes its thread pool: one thread per physical core
 registration.register_now_or_when_tvm_loads()  # for tvm.relax.get_pipeline("intsmooth")

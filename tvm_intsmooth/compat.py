@@ -11,6 +11,9 @@ then be dropped.
   ``dot_16x4_vnni`` (TVM 0.27's passes ``16 x i32`` where LLVM 22 takes ``64 x i8``).
 - :func:`filtered_stderr`: drops MetaSchedule's C++ "Tensorize failed" warnings from fd 2.
 - :func:`keep_rpc_server_listening`: TVM's RPC listening loop survives a session that crashes.
+- :func:`use_all_cores`: TVM's CPU thread pool gets one thread per physical core this process
+  may run on (TVM 0.27 takes half of ``hardware_concurrency()`` on x86, ignoring the affinity
+  mask): applied when ``tvm_intsmooth`` is imported; :func:`set_num_threads` lowers it later.
 
 This module imports nothing else of tvm_intsmooth: the RPC listener script loads it on a board.
 """
@@ -31,17 +34,33 @@ TVM_VERSION = "0.27.0"
 _checked: set[str] = set()
 
 
-def check_tvm_version(patch: str) -> None:
-    """Warn once per patch when the loaded TVM is not the version the patch was written for."""
-    import tvm
+def tvm_version() -> str | None:
+    """The version of TVM: the loaded one, else the installed distribution's (without importing
+    TVM), else None (TVM built from source and not loaded yet)."""
+    if "tvm" in sys.modules:
+        return str(sys.modules["tvm"].__version__)
+    from importlib import metadata
 
+    for dist in ("apache-tvm", "tvm"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(dist)
+    return None
+
+
+def check_tvm_version(patch: str, version: str | None = None) -> None:
+    """Warn once per patch when TVM is not the version the patch was written for (``version``:
+    the one to check, by default the loaded TVM's)."""
     if patch in _checked:
         return
+    if version is None:
+        import tvm
+
+        version = str(tvm.__version__)
     _checked.add(patch)
-    if not str(tvm.__version__).startswith(TVM_VERSION):
+    if not version.startswith(TVM_VERSION):
         warnings.warn(
             f"tvm_intsmooth's {patch} patch was written for TVM {TVM_VERSION}, but TVM "
-            f"{tvm.__version__} is loaded: check tests/test_compat.py against this version "
+            f"{version} is loaded: check tests/test_compat.py against this version "
             "(tvm_intsmooth pins apache-tvm==0.27.0.post1)",
             RuntimeWarning,
             stacklevel=3,
@@ -157,3 +176,81 @@ def keep_rpc_server_listening(server_module: ModuleType) -> None:
             sock.close()
 
     server_module._serving = serving
+
+
+# -- threads -----------------------------------------------------------------------------------
+THREAD_VARIABLES = ("TVM_NUM_THREADS", "OMP_NUM_THREADS")  # what TVM's MaxConcurrency() reads
+
+
+def usable_cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def physical_cores(cpus: set[int] | None = None) -> int:
+    """How many physical cores ``cpus`` (default: :func:`usable_cpus`) span: hyper-threads of
+    one core count once, where Linux tells them apart
+    (``/sys/devices/system/cpu/cpuN/topology/thread_siblings_list``); elsewhere each CPU is a
+    core."""
+    cpus = usable_cpus() if cpus is None else cpus
+    cores = set()
+    for cpu in cpus:
+        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        try:
+            with open(path) as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(f"cpu{cpu}")
+    return max(1, len(cores))
+
+
+def use_all_cores() -> int | None:
+    """Give TVM's CPU thread pool one thread per physical core this process may run on.
+
+    TVM 0.27 sizes its pool, when the first parallel kernel runs (or ``tvm.runtime.num_threads()``
+    is called), from ``TVM_NUM_THREADS``, else ``OMP_NUM_THREADS``, else half of
+    ``std::thread::hardware_concurrency()`` on x86 ("ignore hyper-threading"; the whole count
+    elsewhere), and never grows it afterwards (``runtime.config_threadpool`` only lowers it).
+    On a 2-vCPU machine without hyper-threads that is 1 thread, and with one thread TVM also pins
+    the calling thread to CPU 0. So, unless the user set one of those variables, this sets
+    ``TVM_NUM_THREADS`` to :func:`physical_cores` of the affinity mask, before any pool exists:
+    it is called when ``tvm_intsmooth`` is imported (before it imports TVM). Child processes
+    inherit the variable. It does not load TVM.
+
+    A pool smaller than the machine also pins its threads to the first CPUs of the machine,
+    whatever the affinity mask (a process limited to CPU 1 would be moved to CPU 0): where the
+    mask is not the whole machine, ``TVM_BIND_THREADS=0`` (unless set) leaves threads where the
+    OS puts them.
+
+    Returns the thread count it set, or None where the user's variable is kept.
+    """
+    if any(os.environ.get(name) for name in THREAD_VARIABLES):
+        return None
+    version = tvm_version()
+    if version is not None:
+        check_tvm_version("use_all_cores", version)
+    cpus = usable_cpus()
+    threads = physical_cores(cpus)
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    if len(cpus) < (os.cpu_count() or len(cpus)):
+        os.environ.setdefault("TVM_BIND_THREADS", "0")
+    return threads
+
+
+def set_num_threads(threads: int) -> int:
+    """Run TVM's kernels in this thread on ``threads`` threads from now on (at most the pool's
+    size, fixed when the pool was made: see :func:`use_all_cores`); returns the count in effect.
+
+    ``runtime.config_threadpool(0, n)``: mode 0 (no big/little preference) with ``n`` workers.
+    """
+    import tvm
+
+    check_tvm_version("set_num_threads")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if tvm.runtime.num_threads() != threads:  # (this makes the pool if there is none yet)
+        tvm.get_global_func("runtime.config_threadpool")(0, threads)
+    return int(tvm.runtime.num_threads())
