@@ -1,7 +1,8 @@
 """A TVM RPC server that listens in its own process and reports what device it runs on.
 
-Run as a script by any Python with TVM (of tvm_intsmooth it only loads compat.py, the TVM patches,
-from the package or from beside it): ``python3 rpc_listener.py --port 9090 [--tracker HOST:PORT --key KEY]``. The emulated Pi runs it
+Run as a script by any Python with TVM (of tvm_intsmooth it only loads compat.py, the TVM
+patches, from the package or from beside it):
+``python3 rpc_listener.py --port 9090 [--tracker HOST:PORT --key KEY]``. The emulated Pi runs it
 under qemu-user, where TVM's stock ``python -m tvm.exec.rpc_server`` fails: it re-executes
 ``sys.executable`` for its server process, and without binfmt_misc the kernel cannot execute an
 aarch64 binary ("Exec format error"). Here TVM's own listening loop runs in this process and
