@@ -43,7 +43,7 @@ SECTIONS = [
     (
         "Run, certify, predict",
         "tvm_intsmooth",
-        ["SmoothedClassifier", "save_artifact", "FloatSmoothedClassifier"],
+        ["SmoothedClassifier", "save_artifact", "load_artifact", "FloatSmoothedClassifier"],
     ),
     (
         "Statistics: tvm_intsmooth.certify (no TVM needed)",

@@ -140,9 +140,9 @@ def test_demo_runs_on_declared_dependencies_only(venv, tmp_path):
         [venv / "bin" / "python", "-c", "import statsmodels"], capture_output=True, env=CLEAN_ENV
     )
     assert probe.returncode != 0, "the guard must refuse an undeclared distribution"
-    args = ["demo", "--max", "2", "--n0", "10", "--n", "50", "--seed", "1", "-q"]
+    args = ["demo", "--max-images", "2", "--n0", "10", "--n", "50", "--seed", "1", "-q"]
     proc = subprocess.run(
-        [venv / "bin" / "intsmooth", *args, "--out", str(tmp_path / "demo")],
+        [venv / "bin" / "intsmooth", *args, "-o", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -66,7 +66,7 @@ def test_registered_pipeline_gives_the_counts_of_intsmooth_compile(tmp_path):
 
     artifact = tmp_path / "art"
     args = ["compile", str(DEMO_MODEL), "--sigma", "0.25", "--calib", str(DEMO_DATA)]
-    args += ["--calib-max", str(CALIB), "--batch", str(BATCH), "-o", str(artifact)]
+    args += ["--calib-images", str(CALIB), "--batch", str(BATCH), "-o", str(artifact)]
     assert main(args) == 0
     compiled = SmoothedClassifier.load(artifact)
     x, _ = load_npz(DEMO_DATA)

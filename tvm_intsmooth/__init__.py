@@ -53,6 +53,7 @@ _EXPORTS = {
     "SmoothedClassifier": "tvm_intsmooth.runtime",
     "FloatSmoothedClassifier": "tvm_intsmooth.runtime",
     "save_artifact": "tvm_intsmooth.runtime",
+    "load_artifact": "tvm_intsmooth.runtime",
     "IntSmoothError": "tvm_intsmooth.errors",
     "UnsupportedModelError": "tvm_intsmooth.errors",
     "DataError": "tvm_intsmooth.errors",
@@ -80,6 +81,7 @@ __all__ = [
     "certify",
     "check_integer_only",
     "import_onnx",
+    "load_artifact",
     "quantize_static",
     "resolve_target",
     "save_artifact",
@@ -103,7 +105,12 @@ if TYPE_CHECKING:
         quantize_static,
         smooth,
     )
-    from tvm_intsmooth.runtime import FloatSmoothedClassifier, SmoothedClassifier, save_artifact
+    from tvm_intsmooth.runtime import (
+        FloatSmoothedClassifier,
+        SmoothedClassifier,
+        load_artifact,
+        save_artifact,
+    )
     from tvm_intsmooth.schedule import resolve_target
     from tvm_intsmooth.transform import CountVotes, InjectIntegerNoise, QuantizeToInteger
 
