@@ -135,9 +135,8 @@ def test_pipeline_needs_calibration():
 def test_metadata_before_running_is_a_clear_error():
     import tvm
 
-    from tvm_intsmooth.errors import IntSmoothError
-
     from tvm_intsmooth import Calibration
+    from tvm_intsmooth.errors import IntSmoothError
 
     pipeline = tvm.relax.get_pipeline("intsmooth", sigma=0.25, calibration=Calibration({}, 0.25))
     with pytest.raises(IntSmoothError, match="not run yet"):
@@ -156,8 +155,9 @@ def test_the_passes_stand_without_the_pipeline():
 def test_smooth_and_build_dump_the_composer_phases(tmp_path):
     """smooth() and build() run the phases of pipeline.phases and dump them under its names: the
     registered pipeline's dumps (above) and these are the same files."""
-    import tvm_intsmooth as tis
     from onnx_models import residual_model
+
+    import tvm_intsmooth as tis
 
     images = np.random.default_rng(0).integers(0, 256, (16, 3, 10, 10), dtype=np.uint8)
     smoothed = tis.smooth(residual_model(), images, 0.25, batch=4, dump_ir=tmp_path)

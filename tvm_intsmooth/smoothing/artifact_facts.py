@@ -5,7 +5,8 @@ K, batch, clip policy, input shape and class count must be those that the certif
 are written into the module as a Relax function ``intsmooth_facts() -> int64[F]`` (the
 AddArtifactFacts pass), which the loader calls and compares with meta.json
 (``runtime.artifact.ArtifactMeta.check_facts``): a library placed next to another artifact's
-meta.json, or an edited sigma, is refused instead of certifying a wrong radius. The thresholds themselves are represented by a 63-bit SHA-256 digest of the table.
+meta.json, or an edited sigma, is refused instead of certifying a wrong radius. The thresholds
+themselves are represented by a 63-bit SHA-256 digest of the table.
 """
 
 from __future__ import annotations
