@@ -18,7 +18,8 @@ MetaSchedule: importing this package also registers our VNNI intrinsic under TVM
 build with LLVM 22, so every tensorized candidate failed). TVM's x86 and arm_cpu intrinsic modules
 are loaded on their own first (:func:`tvm_intsmooth.compat.load_stock_intrinsics`), so a later
 ``import tvm.s_tir.tensor_intrin`` (TuneContext does one) does not register TVM's version over
-ours. TVM has no rule for AVX2 int8: tune with ``MultiLevelTilingWithIntrin(intrin_name=tensor_intrin_for("x86-avx2").name, ...)``.
+ours. TVM has no rule for AVX2 int8: tune with
+``MultiLevelTilingWithIntrin(intrin_name=tensor_intrin_for("x86-avx2").name, ...)``.
 """
 
 from tvm_intsmooth.schedule.intrinsics import arm, x86
