@@ -129,6 +129,101 @@ def _recorded_command(argv: list[str]) -> str:
     return shlex.join(["python", "-m", "tvm_intsmooth.train", *kept])
 
 
+def _optimizer(model: nn.Module, args: argparse.Namespace, total_steps: int):
+    """SGD with Nesterov momentum and the learning-rate schedule over ``total_steps``."""
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=args.lr,
+        momentum=args.momentum,
+        nesterov=True,
+        weight_decay=args.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(args.schedule, s, total_steps)
+    )
+    return optimizer, scheduler
+
+
+def _checkpoint_path(args: argparse.Namespace) -> Path | None:
+    if args.checkpoint is None and args.output is not None:
+        return args.output.with_suffix(".ckpt.pt")
+    return args.checkpoint
+
+
+def _resume(checkpoint: Path, args: argparse.Namespace, model, optimizer, scheduler, gen) -> int:
+    """Restore the training state saved after an epoch; return the epochs already done."""
+    state = torch.load(checkpoint, weights_only=False)
+    for key in _RESUME_KEYS:
+        if state["args"][key] != getattr(args, key):
+            raise IntSmoothError(
+                f"{checkpoint}: saved with --{key.replace('_', '-')} {state['args'][key]}, "
+                f"now {getattr(args, key)}; resume with the same arguments"
+            )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    print(f"resumed from {checkpoint} after epoch {state['epoch']}", flush=True)
+    return state["epoch"]
+
+
+def _train_epoch(
+    epoch: int, args: argparse.Namespace, model, optimizer, scheduler, gen, x_all, y_all
+) -> None:
+    """One pass over the training set in a random order, with Gaussian noise (and flips)."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    perm = torch.randperm(len(x_all), generator=gen)
+    started = time.time()
+    bar = tqdm(
+        range(math.ceil(len(x_all) / args.batch_size)),
+        desc=f"epoch {epoch + 1}/{args.epochs}",
+        disable=args.quiet,
+        mininterval=5.0,
+        file=sys.stderr,
+    )
+    seen, loss_sum, correct = 0, 0.0, 0
+    for step in bar:
+        idx = perm[step * args.batch_size : (step + 1) * args.batch_size]
+        xb = (x_all[idx].float() / 255.0).contiguous(memory_format=torch.channels_last)
+        if args.hflip:
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+        if args.sigma > 0:
+            xb = xb + args.sigma * torch.randn(xb.shape, generator=gen)
+        logits = model(xb)
+        loss = loss_fn(logits, y_all[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        seen += len(idx)
+        loss_sum += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == y_all[idx]).sum())
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+    print(
+        f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f}, noisy train acc "
+        f"{correct / seen:.4f}, {time.time() - started:.0f}s",
+        flush=True,
+    )
+
+
+def _export(model, args: argparse.Namespace, input_shape, argv: list[str] | None) -> None:
+    meta = {
+        "command": _recorded_command(argv if argv is not None else sys.argv[1:]),
+        "dataset": args.dataset,
+        "model": args.model,
+        "sigma": str(args.sigma),
+        "epochs": str(args.epochs),
+        "seed": str(args.seed),
+        "input_shape": "x".join(str(d) for d in input_shape),
+    }
+    export_onnx(
+        model.to(memory_format=torch.contiguous_format), input_shape, args.output, metadata=meta
+    )
+    print(f"wrote {args.output}", flush=True)
+
+
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     """Train as ``args`` says; return the final model and its clean and noisy test accuracy."""
     torch.set_num_threads(args.threads)
@@ -144,90 +239,27 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     model = build_model(args.model, input_shape, num_classes, mean, std).to(
         memory_format=torch.channels_last
     )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=args.lr,
-        momentum=args.momentum,
-        nesterov=True,
-        weight_decay=args.weight_decay,
-    )
-    steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
-    total = args.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(args.schedule, s, total)
-    )
+    total = args.epochs * math.ceil(len(x_train) / args.batch_size)
+    optimizer, scheduler = _optimizer(model, args, total)
     gen = torch.Generator().manual_seed(args.seed)
-    checkpoint = args.checkpoint
-    if checkpoint is None and args.output is not None:
-        checkpoint = args.output.with_suffix(".ckpt.pt")
+    checkpoint = _checkpoint_path(args)
     start_epoch = 0
     if args.resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        for key in _RESUME_KEYS:
-            if state["args"][key] != getattr(args, key):
-                raise IntSmoothError(
-                    f"{checkpoint}: saved with --{key.replace('_', '-')} {state['args'][key]}, "
-                    f"now {getattr(args, key)}; resume with the same arguments"
-                )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        start_epoch = state["epoch"]
-        print(f"resumed from {checkpoint} after epoch {start_epoch}", flush=True)
+        start_epoch = _resume(checkpoint, args, model, optimizer, scheduler, gen)
 
-    x_all = torch.from_numpy(x_train)
-    y_all = torch.from_numpy(y_train)
-    loss_fn = nn.CrossEntropyLoss()
+    x_all, y_all = torch.from_numpy(x_train), torch.from_numpy(y_train)
     for epoch in range(start_epoch, args.epochs):
-        model.train()
-        perm = torch.randperm(len(x_all), generator=gen)
-        started = time.time()
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{args.epochs}",
-            disable=args.quiet,
-            mininterval=5.0,
-            file=sys.stderr,
-        )
-        seen, loss_sum, correct = 0, 0.0, 0
-        for step in bar:
-            idx = perm[step * args.batch_size : (step + 1) * args.batch_size]
-            xb = (x_all[idx].float() / 255.0).contiguous(memory_format=torch.channels_last)
-            if args.hflip:
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
-            if args.sigma > 0:
-                xb = xb + args.sigma * torch.randn(xb.shape, generator=gen)
-            logits = model(xb)
-            loss = loss_fn(logits, y_all[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == y_all[idx]).sum())
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False
-            )
-        print(
-            f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f}, noisy train acc "
-            f"{correct / seen:.4f}, {time.time() - started:.0f}s",
-            flush=True,
-        )
+        _train_epoch(epoch, args, model, optimizer, scheduler, gen, x_all, y_all)
         if checkpoint is not None:
-            _save_checkpoint(
-                checkpoint,
-                {
-                    "epoch": epoch + 1,
-                    "args": vars(args),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": gen.get_state(),
-                },
-            )
+            state = {
+                "epoch": epoch + 1,
+                "args": vars(args),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": gen.get_state(),
+            }
+            _save_checkpoint(checkpoint, state)
 
     clean = evaluate(model, x_test, y_test)
     noisy = evaluate(model, x_test, y_test, sigma=args.sigma, seed=args.seed + 1)
@@ -237,19 +269,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         flush=True,
     )
     if args.output is not None:
-        meta = {
-            "command": _recorded_command(argv if argv is not None else sys.argv[1:]),
-            "dataset": args.dataset,
-            "model": args.model,
-            "sigma": str(args.sigma),
-            "epochs": str(args.epochs),
-            "seed": str(args.seed),
-            "input_shape": "x".join(str(d) for d in input_shape),
-        }
-        export_onnx(
-            model.to(memory_format=torch.contiguous_format), input_shape, args.output, metadata=meta
-        )
-        print(f"wrote {args.output}", flush=True)
+        _export(model, args, input_shape, argv)
     return {
         "model": model,
         "clean_accuracy": clean,
