@@ -27,7 +27,7 @@ HEADLINE = {
 
 def test_headline_names_resolve():
     import tvm_intsmooth as tis
-    import tvm_intsmooth.pipeline.smooth  # noqa: F401  (the subpackage is no longer `smooth`)
+    import tvm_intsmooth.pipeline.smooth  # noqa: F401  (the module must not shadow the function)
 
     assert set(tis.__all__) >= HEADLINE
     for name in tis.__all__:
