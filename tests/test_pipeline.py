@@ -170,3 +170,12 @@ def test_smooth_and_build_dump_the_composer_phases(tmp_path):
     ]
     assert "intsmooth_facts" in (tmp_path / "04_artifact_facts.py").read_text()
     assert "T.parallel" in (tmp_path / "08_kernel_schedules.py").read_text()
+
+
+def test_intsmooth_compile_dumps_the_composer_phases(tmp_path):
+    args = ["compile", str(DEMO_MODEL), "--sigma", "0.25", "--calib", str(DEMO_DATA)]
+    args += ["--calib-images", "20", "--batch", "10", "-o", str(tmp_path / "art")]
+    assert main([*args, "--dump-ir", str(tmp_path / "ir")]) == 0
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == [
+        f"{i:02d}_{name}.py" for i, name in enumerate(PHASES)
+    ]

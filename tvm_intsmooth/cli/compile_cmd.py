@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="write the IR after each smoothing phase to DIR",
+        help="write the IR after each phase to DIR/NN_<phase>.py (the phases of "
+        "tvm_intsmooth.pipeline.PHASES, the names every entry point dumps under)",
     )
     p.add_argument(
         "--schedules",
@@ -51,13 +52,15 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def compile_artifact(smoothed, output: Path, target="host", *, force=False, schedules="auto"):
+def compile_artifact(
+    smoothed, output: Path, target="host", *, force=False, schedules="auto", dump_ir=None
+):
     """:func:`~tvm_intsmooth.runtime.save_artifact` with what the command prints: which tuned
     schedules it applied and what it wrote. Returns meta.json's ``schedules`` record."""
     from tvm_intsmooth.runtime import ArtifactMeta, save_artifact
 
     print(f"building for {target} ...", flush=True)
-    save_artifact(smoothed, output, target, force=force, schedules=schedules)
+    save_artifact(smoothed, output, target, force=force, schedules=schedules, dump_ir=dump_ir)
     used = ArtifactMeta.from_file(output).schedules
     if used["database"]:
         print(
@@ -80,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
     smoothed = smoothed_model(args, args.dump_ir)
     schedules = None if args.schedules == "none" else args.schedules
     used = compile_artifact(
-        smoothed, args.output, args.target, force=args.force, schedules=schedules
+        smoothed,
+        args.output,
+        args.target,
+        force=args.force,
+        schedules=schedules,
+        dump_ir=args.dump_ir,
     )
     if not used["database"] and schedules is not None:
         print(

@@ -51,7 +51,12 @@ def check_sample_count(n: int, batch: int) -> int:
 
 
 def save_artifact(
-    smoothed, path: str | os.PathLike, target="host", force: bool = False, schedules="auto"
+    smoothed,
+    path: str | os.PathLike,
+    target="host",
+    force: bool = False,
+    schedules="auto",
+    dump_ir: str | os.PathLike | None = None,
 ) -> Path:
     """Compile a SmoothedModel for ``target`` and write the artifact folder ``path``.
 
@@ -60,14 +65,17 @@ def save_artifact(
     the old one in place. ``schedules``: the tuned schedule database to apply (see
     :func:`tvm_intsmooth.pipeline.build`; default: the shipped one matching the model, if any);
     which one was used, and the model's workload key, go into meta.json under ``"schedules"``.
-    :func:`load_artifact` loads it.
+    ``dump_ir``: folder to write the IR after each build phase to. :func:`load_artifact` loads
+    the artifact.
     """
     path = check_artifact_destination(path, force)
     spec = resolve_target(target)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".partial-", dir=path.parent))
     try:
         lookup = ScheduleLookup(spec, schedules)
-        executable = build(smoothed.mod, spec, require_integer_only=True, schedules=lookup)
+        executable = build(
+            smoothed.mod, spec, require_integer_only=True, schedules=lookup, dump_ir=dump_ir
+        )
         library = export(executable, tmp / LIBRARY_FILE, spec)
         if smoothed.onnx_model is not None:
             onnx.save(smoothed.onnx_model, tmp / ONNX_FILE)
