@@ -25,10 +25,68 @@ def add_model_argument(p) -> None:
     )
 
 
-def set_threads(threads: int) -> None:
-    """Fix the thread count of every runtime; call before importing tvm, torch or onnxruntime."""
-    for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+THREAD_VARIABLES = ("TVM_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def add_threads_argument(p) -> None:
+    """The --threads option: by default none is set, so each runtime runs as a user gets it."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="threads of every runtime (sets the thread variables); default: as users run it, "
+        "no variable set (TVM: one thread per physical core, set by tvm_intsmooth; ONNX "
+        "Runtime and PyTorch: their own defaults)",
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """Fix the thread count of every runtime (None: leave every default alone, and refuse a
+    thread variable left in the environment, so that figures are what users get); call before
+    importing tvm_intsmooth, tvm, torch or onnxruntime."""
+    if threads is None:
+        stale = [name for name in THREAD_VARIABLES if name in os.environ]
+        if stale:
+            raise SystemExit(
+                f"{', '.join(stale)} set in the environment: unset them to measure the default "
+                "user path, or pass --threads N"
+            )
+        return
+    if threads < 1:
+        raise SystemExit(f"--threads must be positive, got {threads}")
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
+
+
+def tvm_threads() -> int:
+    """The thread count of TVM's pool in this process (what tvm_intsmooth set, or the
+    variable)."""
+    import tvm
+
+    import tvm_intsmooth  # noqa: F401  (sizes TVM's pool)
+
+    return int(tvm.runtime.num_threads())
+
+
+class CpuWall:
+    """CPU time of the whole process over wall time, for one timed region (``with``): 2.0 on
+    two busy cores, 1.0 on one; threads of another runtime spinning count too."""
+
+    def __enter__(self):
+        import time
+
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        import time
+
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+        return False
+
+    @property
+    def ratio(self) -> float:
+        return self.cpu / self.wall if self.wall else 0.0
 
 
 def load_images(shape: tuple[int, ...] | None = None) -> np.ndarray:

@@ -19,16 +19,22 @@ classifier on them and counts the argmax votes:
 - torch-float32: PyTorch eager on the model's architecture (its own weights: speed does not
   depend on them), ``torch.randn`` noise, as in Cohen et al.'s code.
 
-All run in one process with the same batch size and thread count; repeats are interleaved
-(one run of every method per round) so that a change in machine load hits all of them alike;
-the figure is the median over rounds after warm-up rounds. Beside samples/s the table gives the
-share of the machine's exact int8 multiply-accumulate peak (``benchmarks/peak.py``, measured in
-the same process, with the model's MACs per sample), the ratio to every other method, and the
-resident memory each method added when it was prepared. ``--certify K`` also times
-``intsmooth certify`` (n0 = 100, n = ``--certify-n``) of the tuned artifact on K images.
-Example::
+All run in one process with the same batch size; by default no thread variable is set, so
+each runtime runs with the threads a user gets (TVM: one per physical core, set by
+tvm_intsmooth; ONNX Runtime and PyTorch: their defaults); ``--threads N`` sets them all.
+Repeats are interleaved (one run of every method per round) so that a change in machine load
+hits all of them alike; the figure is the median over rounds after warm-up rounds. Beside
+samples/s the table gives each method's CPU time / wall time (the whole process's CPU time over
+the run: a runtime whose threads keep spinning after its run takes CPU from the next one, which
+shows here), the share of the machine's exact int8 multiply-accumulate peak
+(``benchmarks/peak.py``, measured in the same process, on TVM's thread count, with the model's
+MACs per sample), the ratio to every other method, and the resident memory each method added
+when it was prepared. ``--alone`` also runs every method alone, each in a fresh process, and
+gives those figures and ratios beside the interleaved ones. ``--certify K`` also times
+``intsmooth certify`` (n0 = 100, n = ``--certify-n``) of the tuned artifact on K images, against
+n0 + n times the per-sample time of the same build in the table. Example::
 
-    python benchmarks/bench_smoothing.py --batch 100 --threads 2 --n 1000 --repeats 5 \
+    python benchmarks/bench_smoothing.py --n 1000 --repeats 5 --alone \
         --certify 3 --json resnet20.json --chart smoothing_speed.png
 """
 
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,6 +52,7 @@ from pathlib import Path
 
 import bench_common
 import numpy as np
+from bench_common import CpuWall
 
 METHODS = (
     "tvm-int-tuned",
@@ -62,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     bench_common.add_model_argument(p)
     p.add_argument("--batch", type=int, default=100, help="noisy samples per call (default 100)")
-    p.add_argument("--threads", type=int, default=2, help="threads of every runtime (default 2)")
+    bench_common.add_threads_argument(p)
     p.add_argument("--n", type=int, default=1000, help="samples per timed run (default 1000)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
@@ -96,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--certify-n", type=int, default=100_000, help="certify's n (default 100000)")
     p.add_argument("--no-peak", action="store_true", help="leave out the int8 peak row")
+    p.add_argument(
+        "--alone",
+        action="store_true",
+        help="also run every method alone, each in a fresh process, and compare",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--chart", metavar="PNG", help="also draw a bar chart of samples/s to PNG")
     args = p.parse_args(argv)
@@ -103,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         p.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
-    if min(args.batch, args.threads, args.n, args.repeats) < 1 or args.warmup < 0:
+    if min(args.batch, args.threads or 1, args.n, args.repeats) < 1 or args.warmup < 0:
         p.error("--batch, --threads, --n and --repeats must be positive, --warmup >= 0")
     if args.n % args.batch:
         p.error("--n must be a multiple of --batch (every method runs whole batches)")
@@ -172,7 +185,8 @@ def ort_session(model: Path, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    if threads:  # else ONNX Runtime's default: one thread per physical core
+        options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -230,7 +244,8 @@ def torch_runner(image: np.ndarray, args, architecture: str) -> Runner:
 
     from tvm_intsmooth.train.models import build_model
 
-    torch.set_num_threads(args.threads)
+    if args.threads:  # else PyTorch's default
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     channels = image.shape[0]
     model = build_model(architecture, image.shape, 10, [0.3] * channels, [0.35] * channels).eval()
@@ -248,19 +263,53 @@ def torch_runner(image: np.ndarray, args, architecture: str) -> Runner:
     return run
 
 
-def measure(runners: dict[str, Runner], args) -> dict[str, list[float]]:
-    """Seconds per run of ``args.n`` samples, rounds interleaved over the methods."""
+def measure(runners: dict[str, Runner], args) -> tuple[dict, dict]:
+    """Seconds per run of ``args.n`` samples and the CPU time / wall time of each run, rounds
+    interleaved over the methods."""
     times: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
     for round_index in range(args.warmup + args.repeats):
         for name, run in runners.items():
-            start = time.perf_counter()
-            counts = run(args.n, round_index)
-            elapsed = time.perf_counter() - start
+            with CpuWall() as timer:
+                counts = run(args.n, round_index)
             if int(np.sum(counts)) != args.n:
                 raise RuntimeError(f"{name}: {np.sum(counts)} votes for {args.n} samples")
             if round_index >= args.warmup:
-                times[name].append(elapsed)
-    return times
+                times[name].append(timer.wall)
+                cpu[name].append(timer.ratio)
+    return times, cpu
+
+
+def measure_alone(argv: list[str], methods: list[str], tmp: Path) -> dict[str, dict]:
+    """Every method run alone, each in a fresh process of this script (same options, no
+    peak, no certify): its samples/s and CPU time / wall time."""
+    import subprocess
+
+    drop = {"--alone", "--no-peak"}
+    with_value = {"--methods", "--json", "--chart", "--certify"}
+    base, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in with_value:
+            skip = True
+        elif word not in drop and not any(word.startswith(f"{w}=") for w in with_value):
+            base.append(word)
+    # Without --threads, the environment as the parent found it: tvm_intsmooth set
+    # TVM_NUM_THREADS here since, and the child must size its pool itself.
+    env = dict(os.environ)
+    if "--threads" not in " ".join(argv):
+        for name in (*bench_common.THREAD_VARIABLES, "TVM_BIND_THREADS"):
+            env.pop(name, None)
+    out = {}
+    for method in methods:
+        path = tmp / f"alone_{method}.json"
+        command = [sys.executable, __file__, *base, "--methods", method, "--no-peak"]
+        command += ["--json", str(path)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+        row = json.loads(path.read_text())["results"][0]
+        out[method] = {k: row[k] for k in ("samples_per_s", "cpu_per_wall", "median_s")}
+    return out
 
 
 def model_macs(smoothed, target: str) -> float:
@@ -282,19 +331,31 @@ def rss_mib() -> float:
 
 
 def table(rows: list[dict], reference: str) -> str:
+    alone = any(r.get("alone") for r in rows)
+    extra = " alone: samples/s | CPU/wall | speedup |" if alone else ""
     lines = [
-        f"| method | samples/s | % of int8 peak | {reference} speedup | RSS added (MiB) | "
-        "median s per run |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| method | samples/s | CPU/wall | % of int8 peak | {reference} speedup | "
+        f"RSS added (MiB) | median s per run |{extra}",
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if alone else ""),
     ]
     for r in rows:
         speedup = f"{r['speedup']:.2f}x" if r.get("speedup") else "n/a"
         peak = f"{r['percent_of_int8_peak']:.1f}%" if r.get("percent_of_int8_peak") else "n/a"
         rss = f"{r['rss_added_mib']:,.0f}" if r.get("rss_added_mib") is not None else ""
         median = f"{r['median_s']:.3f}" if r.get("median_s") else ""
-        lines.append(
-            f"| {r['method']} | {r['samples_per_s']:,.0f} | {peak} | {speedup} | {rss} | {median} |"
+        ratio = f"{r['cpu_per_wall']:.2f}" if r.get("cpu_per_wall") else ""
+        line = (
+            f"| {r['method']} | {r['samples_per_s']:,.0f} | {ratio} | {peak} | {speedup} | "
+            f"{rss} | {median} |"
         )
+        if alone:
+            a = r.get("alone")
+            line += (
+                f" {a['samples_per_s']:,.0f} | {a['cpu_per_wall']:.2f} | {a['speedup']:.2f}x |"
+                if a
+                else " | | |"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -340,70 +401,70 @@ def chart(rows: list[dict], title: str, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    bench_common.set_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="bench_smoothing_") as tmp:
-        model, description = bench_common.resolve_model(args.model, Path(tmp))
-        shape = bench_common.onnx_input_shape(model)
-        images = bench_common.load_images(shape)
-        calib, image = images[: args.calibration], images[-1]
-        if args.calib:
-            from tvm_intsmooth.data import load_dataset
+def prepare(args, tmp: Path):
+    """The smoothed model, its MACs per sample, the images, and every method's runner (with
+    the RSS each added, and the schedule lookups of the TVM integer builds)."""
+    model, description = bench_common.resolve_model(args.model, tmp)
+    shape = bench_common.onnx_input_shape(model)
+    images = bench_common.load_images(shape)
+    calib, image = images[: args.calibration], images[-1]
+    if args.calib:
+        from tvm_intsmooth.data import load_dataset
 
-            calib, _ = load_dataset(args.calib, split="train", max_count=500)
-        from tvm_intsmooth.pipeline.smooth import smooth
+        calib, _ = load_dataset(args.calib, split="train", max_count=500)
+    from tvm_intsmooth.pipeline.smooth import smooth
 
-        smoothed = smooth(model, calib, args.sigma, batch=args.batch)
-        macs = model_macs(smoothed, args.target)
-        lookups = {}
+    smoothed = smooth(model, calib, args.sigma, batch=args.batch)
+    lookups = {}
 
-        def tvm_int(schedules):
-            def make():
-                run, lookups[schedules] = tvm_int_runner(smoothed, image, args, schedules)
-                if schedules and lookups[schedules].used is None:
-                    raise LookupError(
-                        f"no tuned schedule database for this model on {args.target} (key "
-                        f"{lookups[schedules].key}): run `intsmooth tune` first"
-                    )
-                return run
+    def tvm_int(schedules):
+        def make():
+            run, lookups[schedules] = tvm_int_runner(smoothed, image, args, schedules)
+            if schedules and lookups[schedules].used is None:
+                raise LookupError(
+                    f"no tuned schedule database for this model on {args.target} (key "
+                    f"{lookups[schedules].key}): run `intsmooth tune` first"
+                )
+            return run
 
-            return make
+        return make
 
-        builders = {
-            "tvm-int-tuned": tvm_int("auto"),
-            "tvm-int-untuned": tvm_int(None),
-            "tvm-float32": lambda: tvm_float_runner(model, image, args),
-            "tvm-float32-tuned": lambda: tvm_float_runner(model, image, args, tuned=True),
-            "ort-float32": lambda: ort_runner(model, image, args),
-            "ort-int8": lambda: ort_runner(
-                ort_int8_model(model, calib, Path(tmp) / "int8.onnx", args.ort_int8_format),
-                image,
-                args,
-            ),
-            "torch-float32": lambda: torch_runner(image, args, bench_common.architecture(model)),
-        }
-        runners, rss = {}, {}
-        for name in args.methods:
-            start, before = time.perf_counter(), rss_mib()
-            try:
-                runners[name] = builders[name]()
-            except LookupError as err:
-                print(f"left out {name}: {err}", file=sys.stderr)
-                continue
-            rss[name] = rss_mib() - before
-            print(f"prepared {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        times = measure(runners, args)
-        peak = None
-        if not args.no_peak:
-            sys.path.insert(0, str(Path(__file__).parent))
-            from peak import measure_peak
+    builders = {
+        "tvm-int-tuned": tvm_int("auto"),
+        "tvm-int-untuned": tvm_int(None),
+        "tvm-float32": lambda: tvm_float_runner(model, image, args),
+        "tvm-float32-tuned": lambda: tvm_float_runner(model, image, args, tuned=True),
+        "ort-float32": lambda: ort_runner(model, image, args),
+        "ort-int8": lambda: ort_runner(
+            ort_int8_model(model, calib, tmp / "int8.onnx", args.ort_int8_format), image, args
+        ),
+        "torch-float32": lambda: torch_runner(image, args, bench_common.architecture(model)),
+    }
+    runners, rss = {}, {}
+    for name in args.methods:
+        start, before = time.perf_counter(), rss_mib()
+        try:
+            runners[name] = builders[name]()
+        except LookupError as err:
+            print(f"left out {name}: {err}", file=sys.stderr)
+            continue
+        rss[name] = rss_mib() - before
+        print(f"prepared {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return {
+        "model": description,
+        "shape": shape,
+        "smoothed": smoothed,
+        "images": images,
+        "macs": model_macs(smoothed, args.target),
+        "runners": runners,
+        "rss": rss,
+        "lookups": lookups,
+    }
 
-            peak = measure_peak(threads=[args.threads])
-        certify = time_certify(smoothed, images, args, Path(tmp)) if args.certify else None
-    import resource
 
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def result_rows(args, run: dict, times: dict, cpu: dict, peak, threads: int, alone: dict):
+    """One row per method (and the int8 peak's), with speedups against the reference build."""
+    macs = run["macs"]
     rows = []
     for name, values in times.items():
         median = statistics.median(values)
@@ -413,11 +474,13 @@ def main(argv: list[str] | None = None) -> int:
                 "samples_per_s": args.n / median,
                 "median_s": median,
                 "times_s": values,
-                "rss_added_mib": rss[name],
+                "cpu_per_wall": statistics.median(cpu[name]),
+                "rss_added_mib": run["rss"][name],
+                "alone": alone.get(name),
             }  # fmt: skip
         )
-    if peak is not None and peak.int8(args.threads):
-        gmacs = peak.int8(args.threads)
+    gmacs = peak.int8(threads) if peak is not None else None
+    if gmacs:
         rows.append(
             {
                 "method": f"int8 peak ({peak.instruction[peak.int8_kernel]})",
@@ -427,19 +490,51 @@ def main(argv: list[str] | None = None) -> int:
         )
     reference = "tvm-int-tuned" if "tvm-int-tuned" in times else "tvm-int-untuned"
     ref = next((r["samples_per_s"] for r in rows if r["method"] == reference), None)
+    ref_alone = alone.get(reference, {}).get("samples_per_s")
     for r in rows:
         r["speedup"] = ref / r["samples_per_s"] if ref else None
-        if peak is not None and peak.int8(args.threads):
-            r["percent_of_int8_peak"] = (
-                100 * r["samples_per_s"] * macs / peak.int8(args.threads) / 1e9
-            )
+        if r.get("alone") and ref_alone:
+            r["alone"]["speedup"] = ref_alone / r["alone"]["samples_per_s"]
+        if gmacs:
+            r["percent_of_int8_peak"] = 100 * r["samples_per_s"] * macs / gmacs / 1e9
         r["ratios"] = {o["method"]: r["samples_per_s"] / o["samples_per_s"] for o in rows}
+    return rows, reference, ref
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    bench_common.set_threads(args.threads)
+    threads = bench_common.tvm_threads()
+    with tempfile.TemporaryDirectory(prefix="bench_smoothing_") as tmp:
+        run = prepare(args, Path(tmp))
+        times, cpu = measure(run["runners"], args)
+        peak = None
+        if not args.no_peak:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from peak import measure_peak
+
+            peak = measure_peak(threads=[threads])
+        certify = None
+        if args.certify:
+            certify = time_certify(run["smoothed"], run["images"], args, Path(tmp))
+        alone = measure_alone(argv, list(run["runners"]), Path(tmp)) if args.alone else {}
+    import resource
+
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows, reference, ref = result_rows(args, run, times, cpu, peak, threads, alone)
+    if certify and ref:
+        certify["expected_s_per_image"] = (100 + certify["n"]) / ref
+        certify["ratio_to_expected"] = (
+            certify["seconds_per_image"] / certify["expected_s_per_image"]
+        )
     machine = bench_common.machine_description()
-    used = {str(k): v.summary() for k, v in lookups.items()}
+    used = {str(k): v.summary() for k, v in run["lookups"].items()}
+    thread_note = f"{args.threads} (set)" if args.threads else f"default (TVM {threads})"
     print(
-        f"model: {description}; input {shape}; {macs / 1e6:.1f} MMAC per sample; batch "
-        f"{args.batch}; threads {args.threads}; n {args.n} per run; median of {args.repeats} "
-        f"after {args.warmup} warm-up; sigma {args.sigma}; ort-int8 format "
+        f"model: {run['model']}; input {run['shape']}; {run['macs'] / 1e6:.1f} MMAC per sample; "
+        f"batch {args.batch}; threads {thread_note}; n {args.n} per run; median of "
+        f"{args.repeats} after {args.warmup} warm-up; sigma {args.sigma}; ort-int8 format "
         f"{args.ort_int8_format}; target {args.target}; schedules {used}\n"
         f"machine: {machine['cpu']}, {machine['cores']} cores, ISA {machine['isa']}, load "
         f"average {', '.join(f'{x:.2f}' for x in machine['load_average'])} (at the end); "
@@ -449,18 +544,22 @@ def main(argv: list[str] | None = None) -> int:
     if certify:
         print(
             f"\nintsmooth certify, tuned artifact, n0 100, n {certify['n']:,}: "
-            f"{certify['seconds_per_image']:.1f} s per image ({certify['images']} images)"
+            f"{certify['seconds_per_image']:.1f} s per image ({certify['images']} images); "
+            f"(n0 + n) x the per-sample time of {reference} above: "
+            f"{certify.get('expected_s_per_image', float('nan')):.1f} s, ratio "
+            f"{certify.get('ratio_to_expected', float('nan')):.2f}"
         )
     if args.json:
         config = {k: v for k, v in vars(args).items() if k not in ("json", "chart")}
-        result = {"model": description, "config": config, "machine": machine,
-                  "macs_per_sample": macs, "schedules": used, "peak_rss_mib": peak_rss,
+        config["tvm_threads"] = threads
+        result = {"model": run["model"], "config": config, "machine": machine,
+                  "macs_per_sample": run["macs"], "schedules": used, "peak_rss_mib": peak_rss,
                   "results": rows, "certify": certify,
                   "peak": None if peak is None else peak.gmacs}  # fmt: skip
         Path(args.json).write_text(json.dumps(result, indent=1))
     if args.chart:
         load = ", ".join(f"{x:.1f}" for x in machine["load_average"])
-        title = (f"{description}, batch {args.batch}, {args.threads} threads\n{machine['cpu']}"
+        title = (f"{run['model']}, batch {args.batch}, threads {thread_note}\n{machine['cpu']}"
                  f" ({machine['isa']}), load {load}")  # fmt: skip
         chart(rows, title, args.chart)
     return 0

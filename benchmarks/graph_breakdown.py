@@ -6,7 +6,7 @@ the batch bound to B, as it is inside the smoothed function. The difference betw
 the last is the in-graph noise sampler and vote counting; the difference between the last two is
 what a fixed batch changes in the default schedules.
 
-    python benchmarks/graph_breakdown.py [--model M.onnx] [--batch 100] [--threads 2]
+    python benchmarks/graph_breakdown.py [--model M.onnx] [--batch 100] [--threads N]
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import numpy as np
 from bench_common import (
     ASSETS,
     add_model_argument,
+    add_threads_argument,
     machine_description,
     onnx_input_shape,
     resolve_model,
     set_threads,
+    tvm_threads,
 )
 
 IMAGES = {
@@ -36,12 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add_model_argument(p)
     p.add_argument("--batch", type=int, default=100, help="noisy samples per call (default 100)")
-    p.add_argument("--threads", type=int, default=2, help="TVM threads (default 2)")
+    add_threads_argument(p)
     p.add_argument("--repeats", type=int, default=20, help="timed calls per variant (default 20)")
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     args = p.parse_args(argv)
-    if min(args.batch, args.threads, args.repeats) < 1:
-        p.error("--batch, --threads and --repeats must be positive")
+    if min(args.batch, args.repeats) < 1:
+        p.error("--batch and --repeats must be positive")
     return args
 
 
@@ -62,6 +64,7 @@ def interleaved_median_ms(calls: dict, repeats: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     set_threads(args.threads)
+    threads = tvm_threads()
     import tvm
     from tvm import relax
 
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         "int16 classifier, symbolic batch": (vm(classifier), batch_input),
         f"int16 classifier, batch bound to {args.batch}": (vm(bound), batch_input),
     }
-    print(f"{description}, batch {args.batch}, {args.threads} threads")
+    print(f"{description}, batch {args.batch}, {threads} threads")
     print(machine_description())
     for name, ms in interleaved_median_ms(calls, args.repeats).items():
         print(f"{name:48s} {ms:9.1f} ms per call")

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 from bench_common import (
     add_model_argument,
+    add_threads_argument,
     machine_description,
     onnx_input_shape,
     resolve_model,
     set_threads,
+    tvm_threads,
 )
 from graph_breakdown import IMAGES, interleaved_median_ms
 
@@ -33,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add_model_argument(p)
     p.add_argument("--batch", type=int, default=100, help="noisy samples per call (default 100)")
-    p.add_argument("--threads", type=int, default=2, help="TVM threads (default 2)")
+    add_threads_argument(p)
     p.add_argument("--repeats", type=int, default=5, help="timed calls per build (default 5)")
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     p.add_argument("--top", type=int, default=12, help="kernels listed per build (default 12)")
@@ -70,6 +72,7 @@ def kernel_times(vm, args, calls: int = 3) -> dict[str, tuple[float, int]]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     set_threads(args.threads)
+    threads = tvm_threads()
     import tvm
     from tvm import relax
 
@@ -101,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the builds disagree: {votes}")
     from peak import measure_peak
 
-    peak = measure_peak(threads=[args.threads]).int8(args.threads)
-    print(f"{description}, batch {args.batch}, {args.threads} threads, target {spec.tvm_target}")
+    peak = measure_peak(threads=[threads]).int8(threads)
+    print(f"{description}, batch {args.batch}, {threads} threads, target {spec.tvm_target}")
     print(machine_description())
     print(f"votes equal: {votes[0].ravel().tolist()}; int8 peak {peak:.0f} GMAC/s")
     calls = {name: (vm["main"], inputs) for name, vm in vms.items()}

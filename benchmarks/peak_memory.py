@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--artifact", help="an existing artifact folder (skips compiling --model)")
     p.add_argument("--n", default="1000,100000", help="comma-separated sample counts")
     p.add_argument("--batch", type=int, default=100, help="compiled batch size (default 100)")
-    p.add_argument("--threads", type=int, default=2, help="TVM_NUM_THREADS (default 2)")
+    bench_common.add_threads_argument(p)
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--child", nargs=2, metavar=("ARTIFACT", "N"), help=argparse.SUPPRESS)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"child for n={n} failed:\n{out.stderr}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"n={n} done in {rows[-1]['seconds']:.0f} s", file=sys.stderr)
-    print(f"model: {description}; threads {args.threads}\n")
+    print(f"model: {description}; threads {args.threads or 'default'}\n")
     print(
         "| n | seconds | process peak RSS (MiB) | RSS when counting starts (MiB) "
         "| max RSS while counting (MiB) |"

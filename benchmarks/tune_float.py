@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--batch", type=int, default=100, help="batch the build is tuned for (default 100)"
     )
-    p.add_argument("--threads", type=int, default=2, help="threads of the timed runs (default 2)")
+    bench_common.add_threads_argument(p)
     p.add_argument("--trials", type=int, default=384, help="measured candidates (default 384)")
     p.add_argument(
         "--trials-per-iter",
