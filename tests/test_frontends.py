@@ -73,13 +73,29 @@ def test_pytorch_module_agrees_with_pytorch(data):
     assert agreement >= 0.99, f"PyTorch: {agreement:.4f} of {len(x) - CALIB} images agree"
 
 
-def test_fixed_batch_is_a_clear_error():
+def test_fixed_batch_of_one_is_made_symbolic(data):
+    """from_onnx with a batch-1 shape_dict: the batch becomes symbolic (SymbolicBatch), and the
+    integer graph is the one of the symbolic-batch import."""
+    import tvm
+    from tvm.relax.frontend.onnx import from_onnx
+
+    x, _ = data
+    proto = onnx.load(str(DEMO_MODEL))
+    fixed = from_onnx(proto, shape_dict={"input": [1, 1, 28, 28]}, keep_params_in_input=False)
+    assert "(1, 1, 28, 28)" in fixed["main"].script()
+    quantized = tis.quantize_static(fixed, x[:16])
+    symbolic = tis.quantize_static(DEMO_MODEL, x[:16])
+    assert str(quantized.mod["main"].params[0].ty.shape[0]) == "batch"
+    tvm.ir.assert_structural_equal(quantized.mod["main"], symbolic.mod["main"], map_free_vars=True)
+
+
+def test_fixed_batch_other_than_one_is_a_clear_error():
     from tvm.relax.frontend.onnx import from_onnx
 
     proto = onnx.load(str(DEMO_MODEL))
-    mod = from_onnx(proto, shape_dict={"input": [1, 1, 28, 28]}, keep_params_in_input=False)
+    mod = from_onnx(proto, shape_dict={"input": [2, 1, 28, 28]}, keep_params_in_input=False)
     with pytest.raises(UnsupportedModelError, match="fixed batch dimension"):
-        tis.quantize_static(mod, np.zeros((1, 1, 28, 28), np.uint8))
+        tis.quantize_static(mod, np.zeros((2, 1, 28, 28), np.uint8))
 
 
 def test_parameters_as_inputs_are_a_clear_error():

@@ -1,4 +1,5 @@
-"""import_onnx: float equivalence with onnxruntime, and clear errors for bad models."""
+"""import_onnx (pre-scan + TVM's from_onnx) and the canonicalize phase: float equivalence with
+onnxruntime, and clear errors for bad models."""
 
 from __future__ import annotations
 
@@ -11,24 +12,30 @@ from onnx_models import TEST_MODELS, GraphBuilder
 
 from tvm_intsmooth.errors import IntSmoothError, UnsupportedModelError
 from tvm_intsmooth.importer import import_onnx
+from tvm_intsmooth.pipeline.canonicalize import canonical_model
 from tvm_intsmooth.runtime import CompiledClassifier
 
 
 @pytest.mark.parametrize("name", sorted(TEST_MODELS))
 def test_float_import_matches_onnxruntime(name):
+    """The frontend's module and the canonical one both compute the ONNX model."""
     model = TEST_MODELS[name]()
     imported = import_onnx(model)
+    canonical = canonical_model(imported)
     x = np.random.default_rng(0).random((8, *imported.input_shape), dtype=np.float32)
-    got = CompiledClassifier(imported.mod).logits(x)
     want = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    for mod in (imported.mod, canonical.mod):
+        got = CompiledClassifier(mod).logits(x)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert imported.num_classes == want.shape[1]
     assert imported.layout == ("NCHW" if len(imported.input_shape) == 3 else "NC")
+    assert canonical.canonical and canonical.frontend_mod is imported.mod
 
 
 def test_batch_norm_is_folded_into_conv():
     imported = import_onnx(TEST_MODELS["residual"]())
-    assert "batch_norm" not in imported.mod.script()
+    assert "batch_norm" in imported.mod.script()  # as TVM's frontend emits it
+    assert "batch_norm" not in canonical_model(imported).mod.script()
 
 
 def test_missing_file(tmp_path):
@@ -43,22 +50,56 @@ def test_corrupt_file(tmp_path):
         import_onnx(path)
 
 
-def _with_extra_nodes(ops: list[str]) -> onnx.ModelProto:
-    g = GraphBuilder((1, 8, 8))
+def _every_unsupported_kind() -> onnx.ModelProto:
+    """One small graph with every kind of problem the pre-scan knows, each on a named node."""
+    g = GraphBuilder((4, 8, 8))
     x = g.relu(g.conv("input", 4))
-    for op in ops:
-        x = g.node(op, [x], g.shapes[x])
-    return g.build(g.gemm(g.flatten(x), 3))
+    shape = g.shapes[x]
+    g.nodes.append(helper.make_node("Softmax", [x], ["sm"], name="inner_softmax", axis=1))
+    g.nodes.append(helper.make_node("Softsign", ["sm"], ["ss"], name="softsign_a"))
+    g.nodes.append(helper.make_node("Softsign", ["ss"], ["ss2"], name="softsign_b"))
+    g.nodes.append(helper.make_node("Transpose", ["ss2"], ["tr"], name="swap", perm=[0, 1, 3, 2]))
+    g.nodes.append(helper.make_node("Div", ["tr", x], ["dv"], name="ratio"))
+    g.nodes.append(helper.make_node("MatMul", ["dv", x], ["att"], name="attention_scores"))
+    g.nodes.append(helper.make_node("Clip", ["att", "att", x], ["cl"], name="runtime_clip"))
+    g.nodes.append(helper.make_node("Erf", ["cl"], ["erf"], name="gelu_erf"))
+    g.nodes.append(
+        helper.make_node("MaxPool", ["erf"], ["mp", "idx"], name="pool_idx", kernel_shape=[2, 2])
+    )
+    g.nodes.append(helper.make_node("Custom", ["mp"], ["cu"], name="my_op", domain="my.domain"))
+    g.shapes["cu"] = (shape[0], shape[1] // 2, shape[2] // 2)
+    out = g.gemm(g.node("Flatten", ["cu"], (16,), axis=1), 3)
+    graph = helper.make_graph(
+        g.nodes,
+        "every_problem",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 3])],
+        g.inits,
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("my.domain", 1)]
+    return helper.make_model(graph, opset_imports=opsets)
 
 
-def test_every_unsupported_op_is_listed():
-    model = _with_extra_nodes(["Sigmoid", "Tanh", "Sigmoid", "Softsign"])
+def test_every_unsupported_op_kind_is_listed_at_once_by_node_name():
     with pytest.raises(UnsupportedModelError) as err:
-        import_onnx(model)
+        import_onnx(_every_unsupported_kind())
     message = str(err.value)
-    for op in ("Sigmoid (2 nodes", "Tanh (1 node", "Softsign (1 node"):
-        assert op in message
-    assert "Conv" in message  # the supported list is given
+    assert "\n" not in message  # one paragraph
+    expected = [
+        "Softmax is inside the network (node: 'inner_softmax')",
+        "Softsign is not supported on activations (2 nodes: 'softsign_a', 'softsign_b')",
+        "Transpose is not supported on activations (node: 'swap')",
+        "Div divides by an activation (node: 'ratio')",
+        "MatMul is not activations @ a constant 2-D matrix (node: 'attention_scores')",
+        "Clip clips to bounds computed at run time (node: 'runtime_clip')",
+        "Erf is not supported on activations (node: 'gelu_erf')",
+        "MaxPool returns indices (node: 'pool_idx')",
+        "my.domain.Custom is a custom operator of domain 'my.domain' (node: 'my_op')",
+    ]
+    for part in expected:
+        assert part in message, part
+    assert "10 problem(s)" not in message and "9 problem(s)" in message
+    assert "replace GELU" in message and "only a final softmax" in message  # what to do
 
 
 def _single_conv(input_dims) -> onnx.ModelProto:

@@ -1,57 +1,36 @@
-"""ONNX -> float Relax, for the operators the integer pipeline understands.
+"""ONNX -> float Relax through TVM's own frontend, after a pre-scan of the ONNX graph.
 
-The importer maps each ONNX node to the Relax operator that computes it, in a canonical form that
-the QuantizeToInteger pass reads: Conv becomes ``nn.conv2d`` (plus ``add`` of a bias), Gemm and
-MatMul become ``matmul`` against a ``[K, O]`` weight, BatchNormalization after a Conv or Gemm is
-folded into its weights, quantize/dequantize nodes of QDQ models stay as ``quantize`` and
-``dequantize`` so their scales reach the quantizer. The batch dimension is a symbolic ``batch``
-variable; every other dimension is fixed.
+``import_onnx`` checks what can go wrong with a user's model before anything is converted, and
+reports it at once: a missing or corrupt file, several inputs or outputs, a dynamic or wrong-rank
+input, NaN or infinite weights, and every operator or attribute the integer pipeline cannot
+handle, by ONNX node name and op type with what to do (:mod:`.onnx_prescan`). ``auto_pad`` is
+written as explicit pads (from ONNX shape inference) so that padding stays an attribute of the
+convolution or pooling. Then ``tvm.relax.frontend.onnx.from_onnx`` converts the graph, with the
+weights bound as constants and the batch axis symbolic.
 
-Everything that can go wrong with a user's model is checked up front and reported at once: a
-missing or corrupt file, every unsupported operator (not only the first), several inputs, a
-dynamic or wrong-rank input.
-
-Why this importer, next to TVM's own ``tvm.relax.frontend.onnx.from_onnx`` (whose modules the
-pipeline also accepts, see :mod:`.relax_import`): it reports every operator the integer pipeline
-cannot handle in one message before any conversion, where a frontend converts what it knows
-(including operators no integer rule exists for) and leaves the failure to the quantizer, one
-operator at a time; it keeps the ONNX model, which the artifact ships for the float reference
-(``intsmooth certify --float``); and it names bindings after the ONNX tensors, which makes
-dumped IR and error messages point at the user's own layer names.
+The module is in the form TVM's frontend emits it; the pipeline's ``canonicalize`` phase
+(:mod:`tvm_intsmooth.pipeline.phases`) brings it to the forms QuantizeToInteger rewrites. The
+ONNX model is kept: the artifact ships it for the float reference (``intsmooth certify
+--float``).
 """
 
 from __future__ import annotations
 
+import math
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
-from tvm import ir, relax, tirx
+from onnx import helper, numpy_helper
 
 from tvm_intsmooth.errors import IntSmoothError, UnsupportedModelError
-from tvm_intsmooth.importer.onnx_ops import CONVERTERS, ConvertContext
+from tvm_intsmooth.importer.imported_model import ImportedModel
+from tvm_intsmooth.importer.onnx_prescan import ACTIVATION_OPS, prescan
+from tvm_intsmooth.importer.relax_import import output_classes
 
-#: Operators with a converter; anything else is reported as unsupported.
-SUPPORTED_OPS = frozenset(CONVERTERS)
-
-
-@dataclass
-class ImportedModel:
-    """A float Relax module imported from ONNX, with what the rest of the pipeline needs."""
-
-    mod: ir.IRModule
-    params: dict[str, np.ndarray]
-    input_name: str
-    input_shape: tuple[int, ...]  # (C, H, W) or (F,): the sample shape without the batch dim
-    layout: str  # "NCHW" for images, "NC" for flat inputs
-    output_name: str
-    num_classes: int
-    source: str = ""
-    onnx_model: onnx.ModelProto | None = field(default=None, repr=False)
+#: ONNX operators accepted on activations (any operator is accepted on constants and shapes).
+SUPPORTED_OPS = frozenset(ACTIVATION_OPS)
 
 
 def _load(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -72,27 +51,6 @@ def _load(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, 
     return proto, str(path)
 
 
-def _check_ops(graph: onnx.GraphProto, where: str) -> None:
-    unsupported: dict[str, list[str]] = {}
-    for node in graph.node:
-        if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
-            key = (
-                node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-            )
-            unsupported.setdefault(key, []).append(node.name or node.output[0])
-    if unsupported:
-        listing = "; ".join(
-            f"{op} ({len(nodes)} node{'s' * (len(nodes) > 1)}, e.g. {nodes[0]!r})"
-            for op, nodes in sorted(unsupported.items())
-        )
-        raise UnsupportedModelError(
-            f"ONNX model {where} uses {len(unsupported)} operator type(s) that the integer-only "
-            f"pipeline does not support: {listing}. Supported operators are: "
-            f"{', '.join(sorted(SUPPORTED_OPS))}. Re-export the model without them (for example, "
-            "fold them into neighbouring layers, or replace them by supported equivalents)."
-        )
-
-
 def _graph_input(graph: onnx.GraphProto, where: str) -> onnx.ValueInfoProto:
     initializers = {init.name for init in graph.initializer}
     inputs = [vi for vi in graph.input if vi.name not in initializers]
@@ -107,7 +65,7 @@ def _graph_input(graph: onnx.GraphProto, where: str) -> onnx.ValueInfoProto:
 
 def _input_shape(vi: onnx.ValueInfoProto, where: str) -> tuple[int, ...]:
     ttype = vi.type.tensor_type
-    if ttype.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8):
+    if ttype.elem_type != onnx.TensorProto.FLOAT:
         raise UnsupportedModelError(
             f"ONNX model {where}: input {vi.name!r} has element type "
             f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; expected float32 pixels in [0, 1]."
@@ -130,34 +88,96 @@ def _input_shape(vi: onnx.ValueInfoProto, where: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _check_finite(params: dict[str, np.ndarray], where: str) -> None:
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Initializers and the values of Constant nodes with a tensor value."""
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for attr in node.attribute:
+                if attr.name == "value" and attr.HasField("t"):
+                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    return values
+
+
+def _check_finite(values: dict[str, np.ndarray], where: str) -> None:
     """Refuse NaN or infinite weights: they compile, and then every vote is meaningless."""
     bad = [
         f"{name!r} ({int(np.count_nonzero(~np.isfinite(value)))} of {value.size} values)"
-        for name, value in params.items()
+        for name, value in values.items()
         if value.dtype.kind in "fc" and not np.all(np.isfinite(value))
     ]
     if bad:
         raise UnsupportedModelError(
-            f"ONNX model {where}: initializer(s) {', '.join(bad)} hold NaN or infinite values; "
-            "the model is broken (a diverged training run or a bad export). Re-export it from "
-            "finite weights."
+            f"ONNX model {where}: initializer(s) or Constant node(s) {', '.join(bad)} hold NaN "
+            "or infinite values; the model is broken (a diverged training run or a bad export). "
+            "Re-export it from finite weights."
         )
 
 
-def _var_name(name: str, used: set[str]) -> str:
-    base = re.sub(r"\W", "_", name) or "t"
-    if base[0].isdigit():
-        base = "t_" + base
-    candidate, i = base, 1
-    while candidate in used:
-        candidate, i = f"{base}_{i}", i + 1
-    used.add(candidate)
-    return candidate
+def _inferred(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[int | None]]]:
+    """The model with ONNX shape inference applied, and the static shape of each value."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # a model shape inference cannot read: convert it as it is
+        inferred = proto
+    shapes: dict[str, list[int | None]] = {}
+    graph = inferred.graph
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        ttype = vi.type.tensor_type
+        if ttype.HasField("shape"):
+            dims = ttype.shape.dim
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    for init in graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return inferred, shapes
+
+
+def _explicit_pads(proto: onnx.ModelProto, shapes: dict[str, list[int | None]], where: str):
+    """A copy of ``proto`` whose Conv/MaxPool/AveragePool nodes state ``pads`` instead of
+    ``auto_pad`` SAME_UPPER/SAME_LOWER/VALID (computed as the ONNX operators define them)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for node in out.graph.node:
+        if node.op_type not in ("Conv", "MaxPool", "AveragePool"):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+        if auto_pad == "NOTSET":
+            continue
+        shape = shapes.get(node.input[0])
+        if node.op_type == "Conv":
+            w_shape = shapes.get(node.input[1])
+            kernel = list(attrs.get("kernel_shape", w_shape[2:] if w_shape else []))
+        else:
+            kernel = list(attrs.get("kernel_shape", []))
+        spatial = shape[2:] if shape else None
+        if not kernel or not spatial or len(spatial) != len(kernel) or None in spatial:
+            raise UnsupportedModelError(
+                f"ONNX model {where}: node {node.name or node.output[0]!r} ({node.op_type}) uses "
+                f"auto_pad={auto_pad} on an input of unknown shape; re-export with explicit pads."
+            )
+        strides = list(attrs.get("strides", [1] * len(kernel)))
+        dilations = list(attrs.get("dilations", [1] * len(kernel)))
+        begin, end = [], []
+        for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
+            if auto_pad == "VALID":
+                total = 0
+            else:
+                out_size = math.ceil(size / s)
+                total = max((out_size - 1) * s + (k - 1) * d + 1 - size, 0)
+            low = total // 2 if auto_pad != "SAME_LOWER" else total - total // 2
+            begin.append(low)
+            end.append(total - low)
+        kept = [a for a in node.attribute if a.name not in ("auto_pad", "pads")]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        node.attribute.append(helper.make_attribute("pads", begin + end))
+    return out
 
 
 def import_onnx(model: str | os.PathLike | onnx.ModelProto) -> ImportedModel:
-    """Import an ONNX image classifier as a float Relax module.
+    """Import an ONNX image classifier as a float Relax module (TVM's ``from_onnx``).
 
     Args:
         model: path to an ``.onnx`` file, or an ``onnx.ModelProto``.
@@ -168,54 +188,38 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto) -> ImportedModel:
 
     Raises:
         IntSmoothError: missing or corrupt file.
-        UnsupportedModelError: unsupported operators (all listed), several inputs, a dynamic
-            or wrong-rank input, or an output that is not ``batch x classes``.
+        UnsupportedModelError: every unsupported operator and attribute (all listed, by node
+            name), several inputs or outputs, a dynamic or wrong-rank input, non-finite weights.
     """
+    from tvm.relax.frontend.onnx import from_onnx
+
     proto, where = _load(model)
     graph = proto.graph
-    _check_ops(graph, where)
     graph_input = _graph_input(graph, where)
     sample_shape = _input_shape(graph_input, where)
     if len(graph.output) != 1:
         raise UnsupportedModelError(
             f"ONNX model {where} has {len(graph.output)} outputs; a classifier has one (logits)."
         )
-
+    _check_finite(_constants(graph), where)
+    inferred, shapes = _inferred(proto)
+    ranks = {name: len(shape) for name, shape in shapes.items()}
+    prescan(graph, graph_input.name, ranks, where)
+    out_shape = shapes.get(graph.output[0].name)
+    if out_shape is not None and len(out_shape) != 2:
+        raise UnsupportedModelError(
+            f"ONNX model {where}: output {graph.output[0].name!r} has rank {len(out_shape)}; a "
+            "classifier returns batch x classes logits. Add a Flatten before it."
+        )
+    converted = _explicit_pads(proto, shapes, where)
+    try:
+        mod = from_onnx(converted, keep_params_in_input=False)
+    except Exception as err:  # the frontend's own refusal, named
+        raise UnsupportedModelError(
+            f"ONNX model {where}: TVM's ONNX frontend could not convert it "
+            f"({type(err).__name__}: {str(err).strip().splitlines()[-1][:300]})."
+        ) from None
     params = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    _check_finite(params, where)
-    batch = tirx.Var("batch", "int64")
-    x = relax.Var("input", relax.TensorType((batch, *sample_shape), "float32"))
-    bb = relax.BlockBuilder()
-    ctx = ConvertContext(bb=bb, batch=batch, where=where)
-    used_names: set[str] = {"input"}
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            ctx.values[graph_input.name] = x
-            for name, value in params.items():
-                ctx.values[name] = value
-            for node in graph.node:
-                converted = CONVERTERS[node.op_type](ctx, node)
-                outputs = converted if isinstance(converted, tuple) else (converted,)
-                for out_name, value in zip(node.output, outputs, strict=False):
-                    if isinstance(value, relax.Expr) and not isinstance(value, relax.Var):
-                        value = bb.emit(value, name_hint=_var_name(out_name, used_names))
-                    ctx.values[out_name] = value
-            out = ctx.values[graph.output[0].name]
-            if isinstance(out, np.ndarray):
-                raise UnsupportedModelError(
-                    f"ONNX model {where}: the output does not depend on the input."
-                )
-            out_shape = out.ty.shape
-            if len(out_shape) != 2:
-                raise UnsupportedModelError(
-                    f"ONNX model {where}: output {graph.output[0].name!r} has rank "
-                    f"{len(out_shape)}; a classifier returns batch x classes logits. "
-                    "Add a Flatten before it."
-                )
-            gv = bb.emit_output(out)
-        bb.emit_func_output(gv)
-    # BatchNorm folding re-emits its Conv; the unfolded one is dead.
-    mod = relax.transform.DeadCodeElimination()(bb.get())
     return ImportedModel(
         mod=mod,
         params=params,
@@ -223,7 +227,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto) -> ImportedModel:
         input_shape=sample_shape,
         layout="NCHW" if len(sample_shape) == 3 else "NC",
         output_name=graph.output[0].name,
-        num_classes=int(out_shape[1]),
+        num_classes=output_classes(mod, where),
         source=where,
         onnx_model=proto,
     )

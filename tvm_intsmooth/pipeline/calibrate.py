@@ -17,8 +17,9 @@ from tvm import relax
 
 from tvm_intsmooth.data.images import check_images
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.importer import ModelLike, import_model
+from tvm_intsmooth.importer import ModelLike
 from tvm_intsmooth.pipeline.build import build
+from tvm_intsmooth.pipeline.canonicalize import canonical_model
 from tvm_intsmooth.quantize.graph import dataflow_bindings, replace_function
 from tvm_intsmooth.smoothing.noise_sampler import sample_noise_numpy
 from tvm_intsmooth.smoothing.noise_table import NoiseTable, rounded_gaussian_table
@@ -154,7 +155,7 @@ def calibrate(
         batch_size: images per calibration run when an array is given.
         target: where the instrumented float model runs (the host).
     """
-    imported = import_model(model)
+    imported = canonical_model(model)
     if sigma is None:
         if isinstance(images, np.ndarray):
             check_images(images, imported.input_shape, "calibration data")

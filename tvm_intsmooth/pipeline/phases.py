@@ -10,6 +10,10 @@ IR after each phase it runs to ``DIR/NN_<phase>.py``, numbered by the phase's pl
 phase               passes                                     hands on
 =================== ========================================== ===================================
 float               (the imported module, before any pass)     float Relax, pixels / 255 in
+canonicalize        UnwrapSingleOutput, FoldConstant,          the forms QuantizeToInteger reads:
+                    CanonicalizeClip, FoldBatchNorm,           clips, no batch_norm, non-negative
+                    CanonicalizeReductions, SymbolicBatch,     axes, global pooling as a mean,
+                    DropMonotoneHead, DCE                      batch ``batch``, logits out
 quantize_to_integer QuantizeToInteger (calibrated ranges in)   integer-only Relax, int pixels in
 inject_integer_noise InjectIntegerNoise                        (pixels, seed, counter, valid)
 count_votes         CountVotes                                 -> int32 votes per class
@@ -24,6 +28,9 @@ lower               TVM's dataflow lowering and finalization   VM-ready Relax + 
 
 Calibration is not a phase: it runs the float model on images, before the passes, and its result
 (:class:`~tvm_intsmooth.pipeline.calibrate.Calibration`) is an input of ``quantize_to_integer``.
+It runs on the canonicalized module (its ranges are keyed by that module's variable names), so
+``canonicalize`` runs once, first, for calibration and quantization alike
+(:func:`~tvm_intsmooth.pipeline.canonicalize.canonical_model`).
 On targets other than CPUs (``llvm``), the build phases are TVM's default Relax pipeline.
 """
 
@@ -40,18 +47,25 @@ from tvm_intsmooth.smoothing.artifact_facts import ArtifactFacts
 from tvm_intsmooth.transform import (
     AddArtifactFacts,
     ApplyTunedDatabase,
+    CanonicalizeClip,
+    CanonicalizeReductions,
     ConvertToBlockedInt8,
     CountVotes,
+    DropMonotoneHead,
     DumpIR,
+    FoldBatchNorm,
     InjectIntegerNoise,
     ParallelizeOuterLoops,
     QuantizeToInteger,
     ScalarConstantsAsTensors,
     ScheduleBlockedKernels,
+    SymbolicBatch,
+    UnwrapSingleOutput,
 )
 
 PHASES = (
     "float",
+    "canonicalize",
     "quantize_to_integer",
     "inject_integer_noise",
     "count_votes",
@@ -75,6 +89,32 @@ class Phase:
     def __post_init__(self):
         if self.name not in PHASES:
             raise ValueError(f"{self.name!r} is not a phase of {PHASES}")
+
+
+def canonicalize_phases() -> list[Phase]:
+    """What TVM's frontends emit -> the forms QuantizeToInteger rewrites (float, still)."""
+    from tvm.relax import transform as rt
+
+    return [
+        Phase(
+            "canonicalize",
+            _sequential(
+                [
+                    UnwrapSingleOutput(),
+                    rt.FoldConstant(),
+                    rt.CanonicalizeBindings(),
+                    CanonicalizeClip(),
+                    FoldBatchNorm(),
+                    CanonicalizeReductions(),
+                    SymbolicBatch(),
+                    rt.CanonicalizeBindings(),
+                    rt.DeadCodeElimination(),
+                    DropMonotoneHead(),
+                    rt.DeadCodeElimination(),
+                ]
+            ),
+        )
+    ]
 
 
 def quantize_phases(ranges: dict[str, float], input_dtype: str) -> list[Phase]:
@@ -152,10 +192,11 @@ def compose(
     return under_target
 
 
-def dump_input(mod: tvm.IRModule, dump_ir: str | os.PathLike | None) -> None:
-    """Write the pipeline's input as the ``float`` phase (when dumping)."""
+def dump_input(mod: tvm.IRModule, dump_ir: str | os.PathLike | None, phase: str = "float") -> None:
+    """Write ``mod`` as the result of ``phase`` (the pipeline's input: ``float``; the module
+    that calibration and quantization share: ``canonicalize``), when dumping."""
     if dump_ir is not None:
-        DumpIR(dump_ir, PHASES.index("float"), "float")(mod)
+        DumpIR(dump_ir, PHASES.index(phase), phase)(mod)
 
 
 def cpu_pipeline(

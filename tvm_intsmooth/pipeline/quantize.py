@@ -13,8 +13,9 @@ import numpy as np
 import tvm
 
 from tvm_intsmooth.errors import IntSmoothError
-from tvm_intsmooth.importer import ImportedModel, ModelLike, import_model
+from tvm_intsmooth.importer import ImportedModel, ModelLike
 from tvm_intsmooth.pipeline.calibrate import Calibration, calibrate
+from tvm_intsmooth.pipeline.canonicalize import canonical_model
 from tvm_intsmooth.pipeline.phases import compose, dump_input, quantize_phases
 
 ARTIFACT_FORMAT = "tvm_intsmooth.quantized/1"
@@ -30,6 +31,7 @@ class QuantizedModel:
     input_dtype: str
     calibration: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    notes: tuple[str, ...] = ()  # what canonicalization changed (a dropped softmax)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model as one zip file (the Relax module as TVM JSON, plus metadata)."""
@@ -99,7 +101,7 @@ def quantize_static(
     Returns:
         A :class:`QuantizedModel` whose ``mod["main"]`` maps integer pixels to int32 logits.
     """
-    imported = import_model(model)
+    imported = canonical_model(model)
     calibration = calibrate(imported, calibration_images, batch_size=batch_size, target=target)
     return quantize_calibrated(imported, calibration, input_dtype)
 
@@ -111,7 +113,9 @@ def quantize_calibrated(
     dump_ir: str | os.PathLike | None = None,
 ) -> QuantizedModel:
     """The quantize phase on an imported model whose ranges :func:`calibrate` measured."""
-    dump_input(imported.mod, dump_ir)
+    imported = canonical_model(imported)
+    dump_input(imported.frontend_mod or imported.mod, dump_ir)
+    dump_input(imported.mod, dump_ir, "canonicalize")
     phases = quantize_phases(calibration.ranges, input_dtype)
     mod = compose(phases, dump_ir)(imported.mod)
     return QuantizedModel(
@@ -121,4 +125,5 @@ def quantize_calibrated(
         input_dtype,
         calibration.ranges,
         imported.source,
+        imported.notes,
     )

@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 import tvm
 
-from tvm_intsmooth.importer import ModelLike, import_model
+from tvm_intsmooth.importer import ModelLike
 from tvm_intsmooth.pipeline.calibrate import Calibration, calibrate
+from tvm_intsmooth.pipeline.canonicalize import canonical_model
 from tvm_intsmooth.pipeline.phases import compose, smoothing_phases
 from tvm_intsmooth.pipeline.quantize import QuantizedModel, quantize_calibrated
 from tvm_intsmooth.smoothing.artifact_facts import ArtifactFacts
@@ -90,7 +91,7 @@ def smooth(
         ``save_artifact``.
     """
     noise = InjectIntegerNoise(sigma, batch, clip=clip, bits=bits)
-    imported = import_model(model)
+    imported = canonical_model(model)
     calibration = calibrate(imported, calibration_images, sigma=sigma, bits=bits, clip=clip)
     return smooth_calibrated(imported, calibration, noise, dump_ir=dump_ir)
 
@@ -105,7 +106,7 @@ def smooth_calibrated(
     """The phases from ``float`` to ``artifact_facts`` with a given noise pass, on ranges that
     :func:`~tvm_intsmooth.calibrate` measured under the same noise."""
     calibration.check_noise(noise.table.sigma, noise.table.bits, noise.clip)
-    imported = import_model(model)
+    imported = canonical_model(model)
     quantized = quantize_calibrated(imported, calibration, "int16", dump_ir)
     facts = ArtifactFacts.of(
         noise.table, noise.batch, noise.clip, imported.input_shape, imported.num_classes

@@ -4,6 +4,11 @@
 ``tvm.transform.module_pass`` usable in any ``tvm.transform.Sequential``. The order in which the
 compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 
+- canonicalization (what TVM's frontends emit -> what QuantizeToInteger reads):
+  UnwrapSingleOutput (a 1-tuple output), CanonicalizeClip (TIR max/min, relu6, nested clips ->
+  one clip), FoldBatchNorm (into the conv/dense before it), CanonicalizeReductions (axes,
+  global pooling as a mean), SymbolicBatch (batch ``batch``, a fixed 1 made symbolic),
+  DropMonotoneHead (a final softmax / log_softmax / increasing head);
 - QuantizeToInteger: float Relax -> integer-only Relax, from calibrated activation ranges;
 - InjectIntegerNoise: integer rounded-Gaussian noise from a Philox sampler, in the graph;
 - CountVotes: the argmax of each noisy sample counted per class (int32 votes);
@@ -20,26 +25,38 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 
 from tvm_intsmooth.transform.add_artifact_facts import AddArtifactFacts
 from tvm_intsmooth.transform.apply_tuned_database import ApplyTunedDatabase
+from tvm_intsmooth.transform.canonicalize_clip import CanonicalizeClip
+from tvm_intsmooth.transform.canonicalize_reductions import CanonicalizeReductions
 from tvm_intsmooth.transform.check_integer_only import CheckIntegerOnly
 from tvm_intsmooth.transform.convert_to_blocked_int8 import ConvertToBlockedInt8
 from tvm_intsmooth.transform.count_votes import CountVotes
+from tvm_intsmooth.transform.drop_monotone_head import DropMonotoneHead
 from tvm_intsmooth.transform.dump_ir import DumpIR
+from tvm_intsmooth.transform.fold_batch_norm import FoldBatchNorm
 from tvm_intsmooth.transform.inject_integer_noise import InjectIntegerNoise
 from tvm_intsmooth.transform.parallelize_outer_loops import ParallelizeOuterLoops
 from tvm_intsmooth.transform.quantize_to_integer import QuantizeToInteger
 from tvm_intsmooth.transform.scalar_constants_as_tensors import ScalarConstantsAsTensors
 from tvm_intsmooth.transform.schedule_blocked_kernels import ScheduleBlockedKernels
+from tvm_intsmooth.transform.symbolic_batch import SymbolicBatch
+from tvm_intsmooth.transform.unwrap_single_output import UnwrapSingleOutput
 
 __all__ = [
     "AddArtifactFacts",
     "ApplyTunedDatabase",
+    "CanonicalizeClip",
+    "CanonicalizeReductions",
     "CheckIntegerOnly",
     "ConvertToBlockedInt8",
     "CountVotes",
+    "DropMonotoneHead",
     "DumpIR",
+    "FoldBatchNorm",
     "InjectIntegerNoise",
     "ParallelizeOuterLoops",
     "QuantizeToInteger",
     "ScalarConstantsAsTensors",
     "ScheduleBlockedKernels",
+    "SymbolicBatch",
+    "UnwrapSingleOutput",
 ]
