@@ -1,7 +1,9 @@
 """Certified accuracy from results files: values, a text table and a plot.
 
 Certified accuracy at radius r is the fraction of inputs that were certified correctly with a
-radius of at least r: the reference's ``analyze.py`` (``ApproximateAccuracy``).
+radius of at least r: the reference's ``analyze.py`` (``ApproximateAccuracy``). Runs of sequential
+certification decided their listed radii only, so a table with one of them is drawn at the
+listed radii.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from scipy.special import ndtri
 
 from tvm_intsmooth.certify.cohen import ABSTAIN, lower_confidence_bound
 from tvm_intsmooth.certify.results_tsv import CertifyResults, ResultRow
+from tvm_intsmooth.certify.sequential import confidence_sequence_lower
+from tvm_intsmooth.certify.sequential_rows import is_sequential
 from tvm_intsmooth.errors import IntSmoothError
 
 Results = CertifyResults | Sequence[ResultRow]
@@ -43,9 +47,21 @@ def max_certifiable_radius(sigma: float, n: int, alpha: float, tv_bound: float =
 
 def _radius_ceiling(results: Results) -> float:
     meta = results.metadata if isinstance(results, CertifyResults) else None
+    if is_sequential(meta):  # every one of n_max draws for the class: the anytime bound
+        p_a_lower = confidence_sequence_lower(meta["n_max"], meta["n_max"], meta["alpha"])
+        p_a_lower -= meta["tv_bound"]
+        return float(meta["sigma"] * ndtri(p_a_lower)) if p_a_lower > 0.5 else 0.0
     if meta is not None:
         return max_certifiable_radius(meta["sigma"], meta["n"], meta["alpha"], meta["tv_bound"])
     return max(row.radius for row in _rows(results))
+
+
+def listed_radii(results_list: Sequence[Results]) -> np.ndarray | None:
+    """The radii listed by the sequential runs among ``results_list`` (sorted, each once), or
+    None when none of them is sequential."""
+    metas = [r.metadata for r in results_list if isinstance(r, CertifyResults)]
+    radii = {float(r) for meta in metas if is_sequential(meta) for r in meta["radii"]}
+    return np.array(sorted(radii)) if radii else None
 
 
 def default_radii(results_list: Sequence[Results], step: float = RADIUS_STEP) -> np.ndarray:
@@ -73,12 +89,18 @@ def format_accuracy_table(
     results_by_label: Mapping[str, Results], radii: Sequence[float] | None = None
 ) -> str:
     """A text table of certified accuracy, one column per run (e.g. integer and float side by
-    side), one line per radius, then each run's number of inputs, abstentions and mean time.
+    side), one line per radius, then each run's number of inputs, abstentions, mean and largest
+    number of estimation samples per input, and mean time.
+
+    ``radii`` defaults to the listed radii of the sequential runs if there is one
+    (:func:`listed_radii`), else to :func:`default_radii`.
     """
     if not results_by_label:
         raise IntSmoothError("no results to tabulate: give at least one results file")
     labels = list(results_by_label)
     runs = [results_by_label[label] for label in labels]
+    if radii is None:
+        radii = listed_radii(runs)
     radii = default_radii(runs) if radii is None else np.asarray(radii, dtype=float)
     accuracy = [certified_accuracy(run, radii) for run in runs]
     width = max([9] + [len(label) + 2 for label in labels])
@@ -91,6 +113,9 @@ def format_accuracy_table(
     rows = [_rows(run) for run in runs]
     lines.append(line("inputs", [str(len(r)) for r in rows]))
     lines.append(line("abstained", [str(sum(x.predict == ABSTAIN for x in r)) for r in rows]))
+    if all(x.n is not None for r in rows for x in r):  # not the reference's six columns
+        lines.append(line("mean n", [f"{np.mean([x.n for x in r]):.0f}" for r in rows]))
+        lines.append(line("max n", [str(max(x.n for x in r)) for r in rows]))
     lines.append(line("mean time (s)", [f"{np.mean([x.time_s for x in r]):.3f}" for r in rows]))
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,9 @@ extra columns, ``nA`` and ``n``, from which anyone can recompute the bound. The 
 as the reference writes it (``"{:.3}"``, three significant digits) and the time as
 ``str(datetime.timedelta)``, so ``pandas.read_csv(path, sep="\\t")`` and the reference's
 ``analyze.py`` read the file unchanged. The run's metadata (seed, sigma, n0, n, alpha, noise kind,
-TV bound, target, artifact hash, ...) lives in a JSON sidecar, ``<path>.json``.
+TV bound, target, artifact hash, ...) lives in a JSON sidecar, ``<path>.json``. Sequential runs
+(certification at chosen radii) append three columns, ``decided pA_lower stop``, and record
+their radii and n_max in the sidecar (:mod:`.sequential_rows`).
 
 :func:`read_results` validates every row. When the sidecar gives sigma, alpha and the TV bound,
 each row's certificate is recomputed from its nA and n, checked against the printed prediction and
@@ -27,10 +29,20 @@ from typing import Any
 import numpy as np
 
 from tvm_intsmooth.certify.cohen import ABSTAIN, Certificate, certify_count
+from tvm_intsmooth.certify.sequential import SequentialCertificate
+from tvm_intsmooth.certify.sequential_rows import (
+    SEQUENTIAL_EXTRA_COLUMNS,
+    SEQUENTIAL_REQUIRED_METADATA,
+    check_sequential_metadata,
+    check_sequential_row,
+    is_sequential,
+    sequential_radius,
+)
 from tvm_intsmooth.errors import IntSmoothError
 
 COLUMNS = ("idx", "label", "predict", "radius", "correct", "time", "nA", "n")
 REFERENCE_COLUMNS = COLUMNS[:6]
+SEQUENTIAL_COLUMNS = COLUMNS + SEQUENTIAL_EXTRA_COLUMNS
 REQUIRED_METADATA = ("seed", "sigma", "n0", "n", "alpha", "noise", "tv_bound")
 
 _INT = re.compile(r"-?[0-9]+")
@@ -45,7 +57,10 @@ class ResultRow:
     """One certified input: a line of RESULTS.tsv.
 
     ``predict`` is -1 for an abstention; ``time_s`` is the wall time in seconds; ``n_a`` and ``n``
-    are None only in files of the reference's six-column layout.
+    are None only in files of the reference's six-column layout. ``decided`` (the largest listed
+    radius certified), ``p_a_lower`` (the anytime-valid bound) and ``stop`` (``"decided"`` or
+    ``"n_max"``) are set only in rows of sequential runs, whose ``n`` is the number of
+    estimation samples used.
     """
 
     idx: int
@@ -56,13 +71,26 @@ class ResultRow:
     time_s: float
     n_a: int | None = None
     n: int | None = None
+    decided: float | None = None
+    p_a_lower: float | None = None
+    stop: str | None = None
 
     @classmethod
     def from_certificate(
-        cls, idx: int, label: int, certificate: Certificate, time_s: float
+        cls,
+        idx: int,
+        label: int,
+        certificate: Certificate | SequentialCertificate,
+        time_s: float,
+        sigma: float | None = None,
     ) -> ResultRow:
-        """The row for input ``idx`` with true ``label``, certified in ``time_s`` seconds."""
-        return cls(
+        """The row for input ``idx`` with true ``label``, certified in ``time_s`` seconds.
+
+        A :class:`SequentialCertificate` needs the run's ``sigma``: its row's radius is
+        ``sigma * Phi^-1(pA_lower)`` (at least the listed radius decided; see
+        :mod:`.sequential_rows`).
+        """
+        row = cls(
             idx=int(idx),
             label=int(label),
             predict=certificate.prediction,
@@ -72,14 +100,29 @@ class ResultRow:
             n_a=certificate.n_a,
             n=certificate.n,
         )
+        if not isinstance(certificate, SequentialCertificate):
+            return row
+        if sigma is None:
+            raise IntSmoothError("the row of a sequential certificate needs the run's sigma")
+        return replace(
+            row,
+            radius=sequential_radius(certificate, sigma),
+            decided=certificate.radius,
+            p_a_lower=float(certificate.p_a_lower),
+            stop=certificate.stop_reason,
+        )
 
     def to_line(self) -> str:
-        """The row as the reference's certify.py prints it, plus nA and n, with a newline."""
+        """The row as the reference's certify.py prints it, plus nA and n (and a sequential
+        run's decided, pA_lower and stop), with a newline."""
         elapsed = str(datetime.timedelta(seconds=self.time_s))
-        return (
+        line = (
             f"{self.idx}\t{self.label}\t{self.predict}\t{self.radius:.3}\t{self.correct}\t"
-            f"{elapsed}\t{self.n_a}\t{self.n}\n"
+            f"{elapsed}\t{self.n_a}\t{self.n}"
         )
+        if self.decided is not None:
+            line += f"\t{self.decided!r}\t{self.p_a_lower!r}\t{self.stop}"
+        return line + "\n"
 
 
 @dataclass(frozen=True)
@@ -111,7 +154,8 @@ def normalize_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Check run metadata and return it as it reads back from JSON (numpy scalars made plain).
 
     Requires the keys in ``REQUIRED_METADATA`` with sane values: sigma > 0, alpha in (0, 1),
-    n0 >= 1 and n >= 1 integers, tv_bound in [0, 1).
+    n0 >= 1 and n >= 1 integers, tv_bound in [0, 1). A sequential run (``"mode":
+    "sequential"``) has ``radii`` and ``n_max`` instead of ``n``.
     """
     try:
         meta = json.loads(
@@ -119,9 +163,20 @@ def normalize_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
         )
     except (TypeError, ValueError) as err:
         raise IntSmoothError(f"run metadata cannot be written as JSON: {err}") from err
-    missing = [key for key in REQUIRED_METADATA if key not in meta]
+    sequential = is_sequential(meta)
+    if "mode" in meta and not sequential:
+        raise IntSmoothError(
+            f"run metadata: mode = {meta['mode']!r}; the only mode is 'sequential' "
+            "(fixed-n runs have no mode)"
+        )
+    required = REQUIRED_METADATA
+    if sequential:
+        required = tuple(k for k in required if k != "n") + SEQUENTIAL_REQUIRED_METADATA
+    missing = [key for key in required if key not in meta]
     if missing:
         raise IntSmoothError(f"run metadata lacks {', '.join(missing)}: pass them all")
+    if sequential:
+        check_sequential_metadata(meta)
     checks = {
         "sigma": lambda v: isinstance(v, (int, float)) and v > 0,
         "alpha": lambda v: isinstance(v, (int, float)) and 0 < v < 1,
@@ -130,9 +185,16 @@ def normalize_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
         "tv_bound": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
     }
     for key, ok in checks.items():
+        if sequential and key == "n":  # a sequential run has n_max instead
+            continue
         if isinstance(meta[key], bool) or not ok(meta[key]):
             raise IntSmoothError(f"run metadata: {key} = {meta[key]!r} is not a valid value")
     return meta
+
+
+def columns_for(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns of a results file written for run metadata ``meta`` (sequential or not)."""
+    return SEQUENTIAL_COLUMNS if is_sequential(meta) else COLUMNS
 
 
 def parse_time(text: str) -> float:
@@ -175,10 +237,36 @@ def parse_row(
     if not 0 <= n_a <= n or n < 1:
         raise ValueError(f"nA = {n_a} and n = {n}: expected 0 <= nA <= n and n >= 1")
     row = replace(row, n_a=n_a, n=n)
-    return row if meta is None else _recompute(row, meta)
+    if columns == SEQUENTIAL_COLUMNS:
+        row = replace(
+            row,
+            decided=_parse_float("decided", fields[8]),
+            p_a_lower=_parse_float("pA_lower", fields[9]),
+            stop=fields[10],
+        )
+    if meta is None:
+        return row
+    if is_sequential(meta) != (columns == SEQUENTIAL_COLUMNS):
+        raise ValueError("the sidecar and the columns disagree on whether this is a sequential run")
+    return _recompute(row, meta)
+
+
+def _parse_float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} {text!r} is not a finite number")
+    return value
 
 
 def _recompute(row: ResultRow, meta: dict[str, Any]) -> ResultRow:
+    if is_sequential(meta):
+        radius = check_sequential_row(
+            row.predict, row.radius, row.n_a, row.n, row.decided, row.p_a_lower, row.stop, meta
+        )
+        return replace(row, radius=radius)
     if row.n != meta["n"]:
         raise ValueError(f"n = {row.n} but the sidecar's n is {meta['n']}")
     guess = max(row.predict, 0)
@@ -217,9 +305,16 @@ def parse_lines(
     if not lines:
         raise IntSmoothError(f"{path}: empty file, expected the header {' '.join(COLUMNS)}")
     columns = tuple(lines[0].split("\t"))
-    if columns not in (COLUMNS, REFERENCE_COLUMNS):
+    if columns not in (COLUMNS, REFERENCE_COLUMNS, SEQUENTIAL_COLUMNS):
         raise IntSmoothError(
             f"{path}, line 1: header {lines[0]!r} is not the results layout ({' '.join(COLUMNS)})"
+        )
+    if meta is not None and is_sequential(meta) != (columns == SEQUENTIAL_COLUMNS):
+        kind = "a sequential run's" if is_sequential(meta) else "a fixed-n run's"
+        raise IntSmoothError(
+            f"{path}, line 1: header {lines[0]!r} does not match its sidecar, which describes "
+            f"{kind} ({' '.join(columns_for(meta))}); the file and its sidecar do not belong "
+            "together"
         )
     rows: list[ResultRow] = []
     seen: set[int] = set()

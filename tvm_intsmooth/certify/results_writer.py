@@ -20,7 +20,9 @@ from typing import Any
 from tvm_intsmooth.certify.results_tsv import (
     COLUMNS,
     REFERENCE_COLUMNS,
+    SEQUENTIAL_COLUMNS,
     ResultRow,
+    columns_for,
     json_default,
     normalize_metadata,
     parse_lines,
@@ -146,7 +148,7 @@ class ResultsWriter:
             self.metadata = normalize_metadata({**metadata, "seed": seed})
             _check_same_run(self.path, old, self.metadata)
             columns, rows = parse_lines(self.path, lines, self.metadata)
-            if columns != COLUMNS:
+            if columns == REFERENCE_COLUMNS:
                 raise IntSmoothError(
                     f"{self.path} has the reference's six columns, without nA and n, so it "
                     "cannot be resumed; use another -o"
@@ -158,14 +160,15 @@ class ResultsWriter:
         self.replaced_stale_sidecar = side.exists()
         write_json_durably(side, self.metadata)
         os.ftruncate(self._fd, 0)
-        _write_all(self._fd, ("\t".join(COLUMNS) + "\n").encode("utf-8"))
+        _write_all(self._fd, ("\t".join(columns_for(self.metadata)) + "\n").encode("utf-8"))
         return []
 
     def _complete_lines(self) -> tuple[list[str], bool]:
         """The complete lines of the file (a partial last line dropped) and whether any of them
         is a row (a line after the header)."""
         data = self.path.read_bytes()
-        headers = [("\t".join(c) + "\n").encode() for c in (COLUMNS, REFERENCE_COLUMNS)]
+        layouts = (COLUMNS, REFERENCE_COLUMNS, SEQUENTIAL_COLUMNS)
+        headers = [("\t".join(c) + "\n").encode() for c in layouts]
         if not any(data.startswith(h) or h.startswith(data) for h in headers):
             raise IntSmoothError(
                 f"{self.path} exists and is not a results file (its first line is not the "
@@ -202,7 +205,7 @@ class ResultsWriter:
             raise ValueError(f"idx {row.idx} is already in {self.path}")
         line = row.to_line()
         try:
-            parse_row(line[:-1].split("\t"), COLUMNS, self.metadata)
+            parse_row(line[:-1].split("\t"), columns_for(self.metadata), self.metadata)
         except (ValueError, IntSmoothError) as err:
             raise IntSmoothError(f"{self.path}: refusing to write row {row}: {err}") from err
         _write_all(self._fd, line.encode("utf-8"))

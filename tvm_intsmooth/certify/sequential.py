@@ -273,6 +273,12 @@ def _check_radii(radii: Sequence[float]) -> tuple[float, ...]:
     return values
 
 
+def check_radii(radii: Sequence[float]) -> tuple[float, ...]:
+    """``radii`` as a tuple of floats if they are finite, >= 0 and strictly increasing, else one
+    clear IntSmoothError (what :func:`certify_sequential` requires; check before drawing)."""
+    return _check_radii(radii)
+
+
 def _certifies(p_a_lower: float, threshold: float) -> bool:
     return p_a_lower >= threshold and p_a_lower > 0.5
 

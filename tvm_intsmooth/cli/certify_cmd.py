@@ -1,4 +1,5 @@
-"""``intsmooth certify``: Cohen et al.'s CERTIFY for every selected image, written row by row."""
+"""``intsmooth certify``: Cohen et al.'s CERTIFY for every selected image, written row by row;
+with ``--radii``, sequential certification at those radii (anytime-valid, stops early)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,28 @@ from tvm_intsmooth.cli.common import (
     add_data_arguments,
     add_sampling_arguments,
     load_classifier,
+    positive_int,
     run_metadata,
 )
 from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_args
 
 HELP = "certify the L2 robustness of a smoothed classifier on a dataset"
+DEFAULT_N = 100000
+
+
+def radii_list(text: str) -> tuple[float, ...]:
+    """``0.25,0.5,0.75`` -> (0.25, 0.5, 0.75): finite, >= 0, strictly increasing."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected radii separated by commas, e.g. 0.25,0.5,0.75"
+        ) from None
+    if not all(0.0 <= r < float("inf") for r in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every radius must be a number >= 0")
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise argparse.ArgumentTypeError(f"{text!r}: list the radii in increasing order, once each")
+    return values
 
 
 def add_parser(sub) -> None:
@@ -26,13 +44,33 @@ def add_parser(sub) -> None:
         + (
             ". For each image: n0 noisy samples choose the class, n fresh samples (another stream) "
             "bound its probability (Clopper-Pearson at alpha, minus the sampler's TV bound) and "
-            "give the radius sigma * Phi^-1(pA), or abstain. Rows are flushed one by one; "
-            "rerunning the same command resumes after the last finished row."
+            "give the radius sigma * Phi^-1(pA), or abstain. With --radii, estimation samples "
+            "are drawn in rounds (1000, 2000, 4000, ... up to --n-max) under an anytime-valid "
+            "bound until the largest listed radius that can be certified is decided, usually "
+            "after a few thousand samples; the rows then add the radius decided, the bound and "
+            "why it stopped (n is the samples used). Rows are flushed one by one; rerunning the "
+            "same command resumes after the last finished row."
         ),
     )
     p.add_argument("artifact", type=Path, help="artifact folder from `intsmooth compile`")
     add_data_arguments(p)
-    add_sampling_arguments(p, 100000, "estimation samples")
+    add_sampling_arguments(p, DEFAULT_N, "estimation samples of fixed-n CERTIFY")
+    p.set_defaults(n=None)  # None: DEFAULT_N, unless --radii (then --n is an error)
+    p.add_argument(
+        "--radii",
+        type=radii_list,
+        default=None,
+        metavar="R1,R2,...",
+        help="certify sequentially at these L2 radii (increasing, e.g. 0.25,0.5,0.75): stop "
+        "as soon as the largest certifiable one is decided (default: fixed-n CERTIFY)",
+    )
+    p.add_argument(
+        "--n-max",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"with --radii: at most N estimation samples per image (default {DEFAULT_N})",
+    )
     p.add_argument(
         "--float",
         action="store_true",
@@ -49,10 +87,30 @@ def run(args: argparse.Namespace) -> int:
     from tvm_intsmooth.certify.results_writer import check_output_folder
 
     check_output_folder(args.output)
+    check_procedure_args(args)
     clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float)
     selection, sampling = DataSelection.from_args(args), Sampling.from_args(args)
     certify_dataset(clf, args.artifact, selection, sampling, args.output, quiet=args.quiet)
     return 0
+
+
+def check_procedure_args(args: argparse.Namespace) -> None:
+    """Fill in --n or --n-max for the procedure chosen; IntSmoothError for a mix of both."""
+    from tvm_intsmooth.errors import IntSmoothError
+
+    if args.radii is None:
+        if args.n_max is not None:
+            raise IntSmoothError(
+                "--n-max goes with --radii (sequential certification); fixed-n CERTIFY takes --n"
+            )
+        args.n = DEFAULT_N if args.n is None else args.n
+    else:
+        if args.n is not None:
+            raise IntSmoothError(
+                f"--n {args.n} goes with fixed-n CERTIFY; with --radii the run stops when the "
+                "answer is known, within --n-max samples per image: give --n-max instead"
+            )
+        args.n_max = DEFAULT_N if args.n_max is None else args.n_max
 
 
 def certify_dataset(
@@ -89,10 +147,18 @@ def certify_dataset(
         jobs = [CertifyJob(i * skip, x[i]) for i in todo]
         progress = False if quiet else None  # None: a bar for long count runs
         certificates = clf.certify_many(
-            jobs, sampling.n0, sampling.n, sampling.alpha, seed=seed, progress=progress
+            jobs,
+            sampling.n0,
+            sampling.n,
+            sampling.alpha,
+            seed=seed,
+            radii=sampling.radii,
+            n_max=sampling.n_max,
+            progress=progress,
         )
         bar = tqdm(certificates, total=len(jobs), desc="certify", unit="image", disable=quiet)
         for idx, cert, seconds in bar:
-            writer.write(ResultRow.from_certificate(idx, int(y[idx // skip]), cert, seconds))
+            label = int(y[idx // skip])
+            writer.write(ResultRow.from_certificate(idx, label, cert, seconds, sigma=clf.sigma))
     print(f"wrote {output} (seed {seed})")
     return seed

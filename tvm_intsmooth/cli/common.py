@@ -124,22 +124,39 @@ class DataSelection:
 @dataclass(frozen=True)
 class Sampling:
     """How many samples (``n0`` for CERTIFY's selection, None for PREDICT), the failure
-    probability and the seed (None: the resumed run's, or a fresh one)."""
+    probability and the seed (None: the resumed run's, or a fresh one). With ``radii``,
+    CERTIFY is sequential at those radii with at most ``n_max`` estimation samples (``n`` is
+    then None)."""
 
-    n: int
+    n: int | None
     alpha: float
     seed: int | None = None
     n0: int | None = None
+    radii: tuple[float, ...] | None = None
+    n_max: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sampling:
-        return cls(args.n, args.alpha, args.seed, args.n0)
+        radii = getattr(args, "radii", None)
+        return cls(args.n, args.alpha, args.seed, args.n0, radii, getattr(args, "n_max", None))
+
+    @property
+    def sequential(self) -> bool:
+        """Whether CERTIFY is sequential (at chosen radii)."""
+        return self.radii is not None
 
     def check(self, clf) -> None:
-        """Check n (and n0) against the classifier's limits before any file is written."""
-        for value in (self.n0, self.n):
+        """Check n (and n0, n_max) against the classifier's limits before any file is
+        written."""
+        for value in (self.n0, self.n, self.n_max):
             if value is not None:
                 clf.check_n(value)
+
+    def metadata(self) -> dict:
+        """The sidecar's record of the procedure: n, or the sequential mode, radii and n_max."""
+        if not self.sequential:
+            return {"n": self.n}
+        return {"mode": "sequential", "radii": list(self.radii), "n_max": self.n_max}
 
 
 def data_sha256(x: np.ndarray, y: np.ndarray) -> str:
@@ -179,7 +196,7 @@ def run_metadata(
         "seed": sampling.seed,
         "sigma": clf.sigma,
         **n0,
-        "n": sampling.n,
+        **sampling.metadata(),
         "alpha": sampling.alpha,
         "noise": "gaussian_float32" if use_float else meta.noise,
         "tv_bound": clf.tv_bound,

@@ -4,7 +4,9 @@ This is the baseline the seed paper compares with (Cohen et al.'s smoothing): x/
 per pixel, onnxruntime float inference, argmax votes. Noisy pixels are left unclipped, as in Cohen
 et al., unless ``clip="clip"`` clamps them to [0, 1], which mirrors an integer artifact compiled
 with that policy. Its noise is numpy's Philox stream keyed by (seed, stream), so runs are
-replayable; it has no sampler TV bound to subtract.
+replayable; it has no sampler TV bound to subtract. Sample i is the i-th image-sized block of
+that stream's normals, whatever the batch size; a range of samples that does not start where the
+previous call ended is reached by drawing (and discarding) the noise before it.
 """
 
 from __future__ import annotations
@@ -59,29 +61,50 @@ class FloatSmoothedClassifier(BaseSmoothedClassifier):
         self.sigma = float(sigma)
         self.batch = batch
         self.clip = clip
+        # (seed, stream, next sample index, generator positioned there) after the last counts
+        self._cursor: tuple[int, int, int, np.random.Generator] | None = None
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike) -> FloatSmoothedClassifier:
         """The float reference of an artifact folder: its model.onnx with its sigma, batch and
-        clip policy."""
+        clip policy. The model is parsed from the bytes whose SHA-256 was checked against
+        meta.json's."""
         meta = ArtifactMeta.from_file(path)
-        model = Path(path) / ONNX_FILE
-        if not model.is_file():
+        if not (Path(path) / ONNX_FILE).is_file():
             raise IntSmoothError(f"artifact {path} has no model.onnx for the float reference")
+        model = onnx.load_from_string(meta.read_onnx(path))
         return cls(model, meta.sigma, batch=meta.batch, clip=meta.clip)
 
-    def counts(
-        self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
-    ) -> np.ndarray:
-        """Vote counts (int64 [K]) of n noisy float samples from the (seed, stream) generator."""
-        pixels = self.check_image(x).astype(np.float32) / np.float32(255)
-        self.check_n(n)
+    def _generator(self, seed: int, stream: int, start: int) -> np.random.Generator:
+        """The (seed, stream) generator positioned at sample ``start``: the last call's when it
+        ended there, else a fresh one with the noise of samples 0..start-1 drawn and dropped."""
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None and cursor[:3] == (seed, stream, start):
+            return cursor[3]
         rng = np.random.Generator(
             # A uint64 array: a Python list of ints >= 2^63 goes through float64 and collides.
-            np.random.Philox(
-                key=np.array([check_u64(seed, "seed"), check_u64(stream, "stream")], np.uint64)
-            )
+            np.random.Philox(key=np.array([seed, stream], np.uint64))
         )
+        for offset in range(0, start, self.batch):
+            rng.standard_normal((min(self.batch, start - offset), *self.input_shape), np.float32)
+        return rng
+
+    def counts(
+        self,
+        x: np.ndarray,
+        n: int,
+        seed: int,
+        stream: int = 0,
+        progress: bool | None = None,
+        *,
+        start: int = 0,
+    ) -> np.ndarray:
+        """Vote counts (int64 [K]) of noisy float samples start..start+n-1 of the (seed, stream)
+        generator (the same for every batch size)."""
+        pixels = self.check_image(x).astype(np.float32) / np.float32(255)
+        self.check_n(n, start)
+        seed, stream, start = check_u64(seed, "seed"), check_u64(stream, "stream"), int(start)
+        rng = self._generator(seed, stream, start)
         total = np.zeros(self.num_classes, np.int64)
         for offset in range(0, n, self.batch):
             size = min(self.batch, n - offset)
@@ -91,4 +114,5 @@ class FloatSmoothedClassifier(BaseSmoothedClassifier):
                 np.clip(batch, 0, 1, out=batch)
             logits = self.session.run(None, {self.input_name: batch})[0]
             total += np.bincount(logits.argmax(1), minlength=self.num_classes)
+        self._cursor = (seed, stream, start + n, rng)
         return total

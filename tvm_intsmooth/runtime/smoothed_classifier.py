@@ -26,8 +26,11 @@ from tvm_intsmooth.runtime.artifact import (
     ONNX_FILE,
     ArtifactMeta,
     check_artifact_destination,
+    is_artifact,
+    keep_other_files,
 )
-from tvm_intsmooth.runtime.base import BaseSmoothedClassifier, check_u64
+from tvm_intsmooth.runtime.base import BaseSmoothedClassifier, check_start, check_u64
+from tvm_intsmooth.runtime.host_library import export_host_library
 from tvm_intsmooth.schedule.database import ScheduleLookup
 from tvm_intsmooth.schedule.targets import resolve_target
 
@@ -37,15 +40,21 @@ MAX_SAMPLES = 2**32  # sample indices are one Philox counter word
 LibraryLoader = Callable[[Path], tuple[relax.VirtualMachine, tvm.runtime.Device]]
 
 
-def check_sample_count(n: int, batch: int) -> int:
-    """``n`` if one stream of a library compiled for ``batch`` samples per call can draw that
-    many samples, else an IntSmoothError."""
+def check_sample_count(n: int, batch: int, start: int = 0) -> int:
+    """``n`` if one stream of a library compiled for ``batch`` samples per call can draw
+    samples start..start+n-1, else an IntSmoothError."""
     # Every batch's counter range must end at or below 2^32 (the sampler asserts it).
     max_n = MAX_SAMPLES - MAX_SAMPLES % batch
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= max_n:
         raise IntSmoothError(
             f"n must be an integer in [1, {max_n}] (sample indices of one stream stay below "
             f"2^32 in batches of {batch}), got {n!r}; split larger runs over streams"
+        )
+    start = check_start(start)
+    if start + -(-n // batch) * batch > MAX_SAMPLES:
+        raise IntSmoothError(
+            f"samples {start}..{start + n - 1} of one stream: drawn in batches of {batch}, they "
+            "reach past sample index 2^32 - 1; start earlier or split the run over streams"
         )
     return int(n)
 
@@ -60,13 +69,13 @@ def save_artifact(
 ) -> Path:
     """Compile a SmoothedModel for ``target`` and write the artifact folder ``path``.
 
-    An existing ``path`` is replaced only if it is an artifact written by this tool, or with
-    ``force``. The new artifact is complete before it replaces the old one; a failure leaves
-    the old one in place. ``schedules``: the tuned schedule database to apply (see
-    :func:`tvm_intsmooth.pipeline.build`; default: the shipped one matching the model, if any);
-    which one was used, and the model's workload key, go into meta.json under ``"schedules"``.
-    ``dump_ir``: folder to write the IR after each build phase to. :func:`load_artifact` loads
-    the artifact.
+    An existing ``path`` is replaced only if it is an artifact written by this tool (files of
+    others in it are kept), or with ``force``. The new artifact is complete before it replaces
+    the old one; a failure leaves the old one in place. ``schedules``: the tuned schedule
+    database to apply (see :func:`tvm_intsmooth.pipeline.build`; default: the shipped one
+    matching the model, if any); which one was used, and the model's workload key, go into
+    meta.json under ``"schedules"``. ``dump_ir``: folder to write the IR after each build phase
+    to. :func:`load_artifact` loads the artifact.
     """
     path = check_artifact_destination(path, force)
     spec = resolve_target(target)
@@ -77,10 +86,19 @@ def save_artifact(
             smoothed.mod, spec, require_integer_only=True, schedules=lookup, dump_ir=dump_ir
         )
         library = export(executable, tmp / LIBRARY_FILE, spec)
+        host_library = export_host_library(smoothed.mod, spec, tmp)
+        float_model = None
         if smoothed.onnx_model is not None:
-            onnx.save(smoothed.onnx_model, tmp / ONNX_FILE)
-        ArtifactMeta.for_library(smoothed.metadata(), spec, library, lookup.summary()).write(tmp)
-        old = None
+            onnx.save(smoothed.onnx_model, float_model := tmp / ONNX_FILE)
+        ArtifactMeta.for_library(
+            smoothed.metadata(),
+            spec,
+            library,
+            lookup.summary(),
+            onnx_file=float_model,
+            host_library=host_library,
+        ).write(tmp)
+        old, ours = None, is_artifact(path)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=path.name + ".old-", dir=path.parent))
             path.replace(old / "artifact")
@@ -89,6 +107,8 @@ def save_artifact(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:
+        if ours:
+            keep_other_files(old / "artifact", path)
         shutil.rmtree(old, ignore_errors=True)
     return path
 
@@ -171,26 +191,35 @@ class SmoothedClassifier(BaseSmoothedClassifier):
             self.tensor(np.array([valid], np.int64)),
         )
 
-    def check_n(self, n: int) -> int:
-        """``n`` if one stream can draw that many samples, else an IntSmoothError."""
-        return check_sample_count(n, self.batch)
+    def check_n(self, n: int, start: int = 0) -> int:
+        """``n`` if one stream can draw samples start..start+n-1, else an IntSmoothError."""
+        return check_sample_count(n, self.batch, start)
 
     def counts(
-        self, x: np.ndarray, n: int, seed: int, stream: int = 0, progress: bool | None = None
+        self,
+        x: np.ndarray,
+        n: int,
+        seed: int,
+        stream: int = 0,
+        progress: bool | None = None,
+        *,
+        start: int = 0,
     ) -> np.ndarray:
-        """Vote counts (int64 [K]) of samples 0..n-1 of ``stream`` under ``seed``.
+        """Vote counts (int64 [K]) of samples start..start+n-1 of ``stream`` under ``seed``.
 
-        Batches use disjoint counter ranges, so the counts depend only on (model, x, n, seed,
-        stream), not on the batch size or the thread count; memory does not grow with n.
+        Sample i's noise is keyed by (seed, stream, i) and batches use disjoint counter ranges,
+        so the counts depend only on (model, x, seed, stream, sample range), not on the batch
+        size or the thread count; memory does not grow with n.
         """
         pixels = self.tensor(self.check_image(x))
-        self.check_n(n)
+        self.check_n(n, start)
         seed, stream = check_u64(seed, "seed"), check_u64(stream, "stream")
+        start, end = int(start), int(start) + int(n)
         total = np.zeros(self.num_classes, np.int64)
         show = n >= 20 * self.batch if progress is None else progress
         with tqdm(total=n, disable=not show, unit="sample", leave=False) as bar:
-            for offset in range(0, n, self.batch):
-                valid = min(self.batch, n - offset)
+            for offset in range(start, end, self.batch):
+                valid = min(self.batch, end - offset)
                 votes = self.vm["main"](*self.batch_inputs(pixels, seed, stream, offset, valid))
                 total += votes.numpy()
                 bar.update(valid)
