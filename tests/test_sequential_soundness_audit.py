@@ -27,6 +27,7 @@ from scipy.stats import binomtest
 from tvm_intsmooth.certify.cohen import lower_confidence_bound
 from tvm_intsmooth.certify.sequential import (
     STOP_DECIDED,
+    STOP_N_MAX,
     certify_sequential,
     checkpoints,
     confidence_sequence_lower,
@@ -39,7 +40,7 @@ RADII = (0.25, 0.5, 0.75)
 TARGET = 0.5  # pA sits just below Phi(TARGET / SIGMA) = Phi(2) = 0.97725
 THRESHOLD = float(ndtr(TARGET / SIGMA))
 EPSILON = 1e-4
-N_MAX = 64_000  # checkpoints 1000, 2000, ..., 64000: seven looks
+N_MAX = 64_000  # checkpoints 1000, 1500, 2000, ..., 59000, 64000: eighteen looks
 STREAMS = 2000
 # The audit fails the procedure when "wrong-certificate rate <= ALPHA" is rejected at this level;
 # the controls must be rejected far more strongly.
@@ -179,7 +180,8 @@ def test_the_tv_bound_keeps_certificates_sound_for_the_exact_distribution():
 def test_clear_inputs_are_decided_with_a_tenth_of_the_draws():
     """Not soundness but the point of it: pA = 0.99 at alpha 0.001 with radii 0.25..1.0. Fixed-n
     CERTIFY with n = 100,000 returns radius 0.57 (listed radius 0.5); the sequential procedure
-    reaches the same listed radius, decided, after 4,000 to 8,000 draws instead of 100,000."""
+    reaches the same listed radius after 2,660 draws on average (at most 6,000) instead of
+    100,000."""
     radii = (0.25, 0.5, 0.75, 1.0)
     schedule = checkpoints(100_000)
     rng = np.random.default_rng(7)
@@ -191,7 +193,9 @@ def test_clear_inputs_are_decided_with_a_tenth_of_the_draws():
             return np.array([successes, size - successes])
 
         cert = certify_sequential(np.array([1, 0]), draw, SIGMA, radii, 0.001, 0.0, schedule[-1])
-        assert cert.radius == 0.5 and cert.stop_reason == STOP_DECIDED
+        # radius 0.75 is shown impossible (upper bound < Phi(3)) or out of reach at the upper
+        # bound's rate: either way nothing is left to decide
+        assert cert.radius == 0.5 and cert.stop_reason in (STOP_DECIDED, STOP_N_MAX)
         draws.append(cert.n)
     print(f"draws used: mean {np.mean(draws):.0f}, max {max(draws)} of 100,000")
     assert np.mean(draws) <= 10_000
