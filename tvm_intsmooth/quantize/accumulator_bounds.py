@@ -116,6 +116,35 @@ def _static_dims(expr: relax.Expr, axes) -> list[int] | None:
     return [int(d) for d in dims]
 
 
+PASS_THROUGH = {
+    "relax.astype",
+    "relax.reshape",
+    "relax.broadcast_to",
+    "relax.repeat",
+    "relax.nn.max_pool2d",
+    "relax.max",
+    "relax.min",
+    "relax.take",
+}
+BOOLEAN = {
+    "relax.equal",
+    "relax.less",
+    "relax.less_equal",
+    "relax.greater",
+    "relax.greater_equal",
+    "relax.logical_and",
+}
+BINARY = {
+    "relax.add",
+    "relax.subtract",
+    "relax.multiply",
+    "relax.right_shift",
+    "relax.maximum",
+    "relax.minimum",
+    "relax.where",
+}
+
+
 class _Bounds:
     def __init__(self, where: str):
         self.where = where
@@ -155,54 +184,63 @@ class _Bounds:
             return externs.get(name, dtype_interval(var.ty.dtype))
         if op in ("relax.nn.conv2d", "relax.matmul"):
             return self.conv_or_matmul(var, call)
-        if op in ("relax.astype", "relax.reshape", "relax.broadcast_to", "relax.repeat"):
+        if op in PASS_THROUGH:  # values of the first operand (a lookup table's, for take)
             return self.of(args[0])
-        if op == "relax.nn.max_pool2d":
-            return self.of(args[0])
-        if op == "relax.clip":
-            x, lo, hi = self.of(args[0]), self.of(args[1]), self.of(args[2])
-            return Interval(min(max(x.lo, lo.lo), hi.hi), max(min(x.hi, hi.hi), lo.lo))
-        if op == "relax.nn.relu":
-            x = self.of(args[0])
-            return Interval(max(x.lo, 0), max(x.hi, 0))
-        a = self.of(args[0])
-        if op == "relax.sum":
-            dims = _static_dims(args[0], call.attrs.axis)
-            if dims is None:
-                return dtype_interval(var.ty.dtype)
-            count, a = int(np.prod(dims)), a.with_zero()
-            return Interval(a.lo * count, a.hi * count)
-        if op in ("relax.max", "relax.min"):
-            return a
-        if op == "relax.argmax":
-            axis = call.attrs.axis
-            dims = _static_dims(args[0], None if axis is None else [axis])
-            if dims is None:
-                return dtype_interval(var.ty.dtype)
-            return Interval(0, int(np.prod(dims)) - 1)
-        if op in ("relax.equal", "relax.less", "relax.greater_equal", "relax.logical_and"):
+        if op in BOOLEAN:
             return Interval(0, 1)
-        b = self.of(args[1]) if len(args) > 1 else None
-        if op == "relax.add":
-            return Interval(a.lo + b.lo, a.hi + b.hi)
-        if op == "relax.subtract":
-            return Interval(a.lo - b.hi, a.hi - b.lo)
-        if op == "relax.multiply":
-            return _products(a, b)
+        if op == "relax.concat":
+            parts = [self.of(f) for f in args[0].fields]
+            return Interval(min(p.lo for p in parts), max(p.hi for p in parts))
+        if op in ("relax.sum", "relax.argmax"):
+            return self.reduction(var, call)
+        if op in ("relax.clip", "relax.nn.relu", "relax.negative"):
+            return self.unary(call)
+        if op in BINARY:
+            return self.binary(call)
+        # Anything else: the declared dtype's full range (sound, and flagged only if it feeds
+        # an accumulation that then cannot be bounded).
+        return dtype_interval(var.ty.dtype)
+
+    def reduction(self, var: relax.Var, call: relax.Call) -> Interval:
+        data = call.args[0]
+        if call.op.name == "relax.sum":
+            dims = _static_dims(data, call.attrs.axis)
+            if dims is None:
+                return dtype_interval(var.ty.dtype)
+            count, a = int(np.prod(dims)), self.of(data).with_zero()
+            return Interval(a.lo * count, a.hi * count)
+        axis = call.attrs.axis
+        dims = _static_dims(data, None if axis is None else [axis])
+        if dims is None:
+            return dtype_interval(var.ty.dtype)
+        return Interval(0, int(np.prod(dims)) - 1)
+
+    def unary(self, call: relax.Call) -> Interval:
+        x = self.of(call.args[0])
+        if call.op.name == "relax.clip":
+            lo, hi = self.of(call.args[1]), self.of(call.args[2])
+            return Interval(min(max(x.lo, lo.lo), hi.hi), max(min(x.hi, hi.hi), lo.lo))
+        if call.op.name == "relax.nn.relu":
+            return Interval(max(x.lo, 0), max(x.hi, 0))
+        return Interval(-x.hi, -x.lo)
+
+    def binary(self, call: relax.Call) -> Interval:
+        op, args = call.op.name, call.args
+        a, b = self.of(args[0]), self.of(args[1])
         if op == "relax.right_shift":
             if isinstance(args[1], tvm.ir.GenericConst):
                 return _shift(a, args[1].value.numpy())
             return Interval(min(a.lo, 0), max(a.hi, 0))
-        if op == "relax.maximum":
-            return Interval(max(a.lo, b.lo), max(a.hi, b.hi))
-        if op == "relax.minimum":
-            return Interval(min(a.lo, b.lo), min(a.hi, b.hi))
         if op == "relax.where":
             b, c = self.of(args[1]), self.of(args[2])
             return Interval(min(b.lo, c.lo), max(b.hi, c.hi))
-        # Anything else: the declared dtype's full range (sound, and flagged only if it feeds
-        # an accumulation that then cannot be bounded).
-        return dtype_interval(var.ty.dtype)
+        return {
+            "relax.add": lambda: Interval(a.lo + b.lo, a.hi + b.hi),
+            "relax.subtract": lambda: Interval(a.lo - b.hi, a.hi - b.lo),
+            "relax.multiply": lambda: _products(a, b),
+            "relax.maximum": lambda: Interval(max(a.lo, b.lo), max(a.hi, b.hi)),
+            "relax.minimum": lambda: Interval(min(a.lo, b.lo), min(a.hi, b.hi)),
+        }[op]()
 
 
 def check_accumulator_bounds(

@@ -18,12 +18,34 @@ from tvm.relax import op as R
 
 from tvm_intsmooth.errors import UnsupportedModelError
 from tvm_intsmooth.quantize.fixed_point import quantize_multiplier
-from tvm_intsmooth.quantize.states import Acc, Int8, State
+from tvm_intsmooth.quantize.states import Acc, Int8, State, Unary
 
 INT8_MIN, INT8_MAX = -128, 127
 
 Handler = Callable[["RewriteContext", relax.Call, list[State], str], State]
 HANDLERS: dict[str, Handler] = {}
+
+#: Relax operators that have no integer form, and why: QuantizeToInteger refuses them by name.
+REFUSED: dict[str, str] = {
+    "relax.nn.softmax": "a softmax inside the network (exponentials of run-time values divided "
+    "by their sum) has no integer form; only a final softmax is supported (dropped by the "
+    "canonicalize phase: the argmax is unchanged)",
+    "relax.nn.log_softmax": "only a final log_softmax is supported (dropped: the argmax is "
+    "unchanged)",
+    "relax.exp": "an exponential inside the network has no integer form",
+    "relax.nn.layer_norm": "layer normalization divides by run-time statistics; use batch "
+    "normalization (folded into the layer before it)",
+    "relax.nn.group_norm": "group normalization divides by run-time statistics",
+    "relax.nn.instance_norm": "instance normalization divides by run-time statistics",
+    "relax.nn.rms_norm": "RMS normalization divides by run-time statistics",
+    "relax.nn.gelu": "GELU is not supported; use ReLU, HardSwish or SiLU",
+    "relax.nn.gelu_tanh": "GELU is not supported; use ReLU, HardSwish or SiLU",
+    "relax.erf": "GELU (erf) is not supported; use ReLU, HardSwish or SiLU",
+    "relax.nn.attention": "attention (products of run-time values and a softmax) is not supported",
+    "relax.nn.attention_bias": "attention is not supported",
+    "relax.call_tir": "a TIR function the canonicalize phase did not recognize (a clamp by "
+    "constants is recognized) has no integer rewrite",
+}
 
 
 def handles(*op_names: str):
@@ -58,8 +80,9 @@ class RewriteContext:
         self.where = where
         self.forced_scale: dict[str, float] = {}
 
-    def fail(self, call: relax.Call, why: str) -> UnsupportedModelError:
-        return UnsupportedModelError(f"QuantizeToInteger: {call.op.name} in {self.where} {why}")
+    def fail(self, call: relax.Call | None, why: str) -> UnsupportedModelError:
+        what = "the output" if call is None else call.op.name
+        return UnsupportedModelError(f"QuantizeToInteger: {what} in {self.where} {why}")
 
     def rank(self, expr: relax.Expr) -> int:
         return len(expr.ty.shape)
@@ -100,16 +123,46 @@ class RewriteContext:
             x = R.astype(x, out_dtype)
         return self.emit(x, name)
 
-    def materialize(self, state: State, call: relax.Call) -> Int8:
-        """The int8 form of an activation, requantizing an accumulator if needed."""
+    def multiply_signed(self, x: relax.Expr, real: np.ndarray, out_dtype: str) -> relax.Expr:
+        """Emit ``round(x * real)`` for a scalar or per-channel ``real`` of any sign (zero
+        included): a Q31 multiplier of |real| carrying real's sign, in int64."""
+        real = np.asarray(real, np.float64)
+        magnitude = np.where(real == 0, 1.0, np.abs(real))
+        mult, shift = quantize_multiplier(magnitude)
+        mult = np.where(real == 0, 0, np.where(real < 0, -mult, mult))
+        shape = channel_shape(real, self.rank(x))
+        x = self.emit(R.astype(x, "int64"))
+        x = self.emit(R.multiply(x, iconst(mult.reshape(shape), "int64")))
+        x = self.emit(R.add(x, iconst((np.int64(1) << (shift - 1)).reshape(shape), "int64")))
+        x = self.emit(R.right_shift(x, iconst(shift.reshape(shape), "int64")))
+        return self.emit(R.astype(x, out_dtype))
+
+    def output_scale(self, key: str) -> float:
+        """The int8 scale of the float value ``key``: its calibrated range / 127."""
+        return self.forced_scale.get(key) or self.amax(key) / 127
+
+    def materialize(self, state: State, call: relax.Call | None) -> Int8:
+        """The int8 form of an activation, requantizing an accumulator (or looking a pending
+        elementwise function up in its table) if needed."""
         if isinstance(state, Int8):
             return state
         if isinstance(state, Acc):
             if state.cached is None:
-                scale = self.forced_scale.get(state.range_key) or self.amax(state.range_key) / 127
-                state.cached = self.acc_to_int8(state, scale)
+                state.cached = self.acc_to_int8(state, self.output_scale(state.range_key))
+            return state.cached
+        if isinstance(state, Unary):
+            if state.cached is None:
+                state.cached = self.lookup_table(state, self.output_scale(state.range_key))
             return state.cached
         raise self.fail(call, f"needs an activation but got a {type(state).__name__} operand")
+
+    def lookup_table(self, state: Unary, scale: float) -> Int8:
+        """``fn(src)`` as a 256-entry int8 table indexed by ``src + 128``, built here: entry i
+        is ``clip(round(fn((i - 128) * s_src) / scale), -128, 127)``."""
+        table = unary_table(state.fn, state.src.scale, scale)
+        index = self.emit(R.add(R.astype(state.src.expr, "int32"), iconst(128, "int32")))
+        out = self.emit(R.take(relax.const(table, "int8"), index, axis=0), f"{state.range_key}_lut")
+        return Int8(out, scale)
 
     def acc_to_int8(self, state: Acc, scale: float) -> Int8:
         lo = INT8_MIN if state.lo is None else max(INT8_MIN, int(np.round(state.lo / scale)))
@@ -125,6 +178,18 @@ class RewriteContext:
             return state
         q = self.materialize(state, call)
         return Acc(self.emit(R.astype(q.expr, "int32")), np.asarray(q.scale), key)
+
+
+def unary_table(fn, src_scale: float, out_scale: float) -> np.ndarray:
+    """The int8 lookup table of ``fn`` from int8 values at ``src_scale`` to ``out_scale``."""
+    q = np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        real = np.asarray(fn(q * float(src_scale)), np.float64)
+    if not np.all(np.isfinite(real)):
+        raise UnsupportedModelError(
+            "QuantizeToInteger: an elementwise function is not finite on its int8 input range"
+        )
+    return np.clip(np.round(real / out_scale), INT8_MIN, INT8_MAX).astype(np.int8)
 
 
 def sample_shape(expr: relax.Expr) -> tuple[int, ...]:

@@ -10,10 +10,14 @@ Every float tensor is represented by one of:
 - ``Acc``: ``value ~= scale[c] * acc`` with ``acc`` an int32 accumulator, ``scale`` per channel
   (axis 1) or scalar; optional clip bounds (ReLU/Clip) not yet applied, and the name of the float
   value whose calibrated range decides the int8 scale when it is materialized.
+- ``Unary``: ``value = fn(src)`` elementwise for an int8 ``src`` (sigmoid, tanh, x * sigmoid(x),
+  and scalar arithmetic on them): pending until a consumer needs it, then one 256-entry int8
+  lookup table built at compile time (``fn`` evaluated in float64 on the 256 values of ``src``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,4 +54,12 @@ class Acc:
     cached: Int8 | None = None  # the int8 materialization, shared by all consumers
 
 
-State = Const | Affine | Int8 | Acc
+@dataclass
+class Unary:
+    src: Int8
+    fn: Callable[[np.ndarray], np.ndarray]  # float64 -> float64, elementwise
+    range_key: str
+    cached: Int8 | None = None  # the table lookup, shared by all consumers
+
+
+State = Const | Affine | Int8 | Acc | Unary

@@ -55,6 +55,8 @@ _BINARY = {
     "relax.floor_divide": np.floor_divide,
     "relax.equal": np.equal,
     "relax.less": np.less,
+    "relax.less_equal": np.less_equal,
+    "relax.greater": np.greater,
     "relax.greater_equal": np.greater_equal,
     "relax.logical_and": np.logical_and,
 }
@@ -74,6 +76,34 @@ def _astype(call, args, _shape):
 def _clip(call, args, _shape):
     lo, hi = (call.args[i].value for i in (1, 2))
     return np.clip(_wide(args[0]), int(lo), int(hi))
+
+
+@_op("relax.negative")
+def _negative(call, args, _shape):
+    return -_wide(args[0])
+
+
+@_op("relax.take")
+def _take(call, args, _shape):
+    """Gather along an axis; out-of-range indices are an error (a lookup table is indexed by
+    int8 + 128, always in 0..255)."""
+    axis = 0 if call.attrs.axis is None else int(call.attrs.axis)
+    table, index = args[0], _wide(args[1])
+    if index.min() < 0 or index.max() >= table.shape[axis]:
+        raise IntSmoothError(f"reference interpreter: take index out of range {table.shape}")
+    return np.take(table, index, axis=axis)
+
+
+@_op("relax.concat")
+def _concat(call, args, _shape):
+    (parts,) = args
+    return np.concatenate([_wide(p) for p in parts], axis=int(call.attrs.axis))
+
+
+@_op("relax.min")
+def _min(call, args, _shape):
+    axis = None if call.attrs.axis is None else _ints(call.attrs.axis)
+    return _wide(args[0]).min(axis=axis, keepdims=bool(call.attrs.keepdims))
 
 
 @_op("relax.nn.relu")
@@ -168,6 +198,28 @@ def _eval_prim(expr, env: Mapping[str, int]) -> int:
     raise IntSmoothError(f"reference interpreter: cannot evaluate shape expression {expr}")
 
 
+def _evaluate_call(var, call: relax.Call, evaluate, env, externs) -> np.ndarray:
+    """One binding's call, cast to the binding's declared dtype."""
+    ty = var.ty
+    shape = tuple(_eval_prim(d, env) for d in ty.shape) if hasattr(ty, "shape") else None
+    if call.op.name == "relax.call_tir":
+        name = call.args[0].name_hint
+        if name not in externs:
+            raise IntSmoothError(f"reference interpreter: no numpy model for {name}")
+        result = externs[name](*evaluate(call.args[1]))
+    elif call.op.name in OPS:
+        tensors = [evaluate(a) for a in call.args if isinstance(a, _TENSOR_EXPRS)]
+        result = OPS[call.op.name](call, tensors, shape)
+    else:
+        raise IntSmoothError(f"reference interpreter: unsupported operator {call.op.name}")
+    result = np.asarray(result)
+    if hasattr(ty, "dtype"):
+        if "float" in str(ty.dtype):
+            raise IntSmoothError(f"reference interpreter: {var.name} is {ty.dtype}")
+        result = result.astype(str(ty.dtype)).reshape(shape)
+    return result
+
+
 def interpret(
     mod: tvm.IRModule | relax.Function,
     *inputs: np.ndarray,
@@ -202,22 +254,5 @@ def interpret(
             if not isinstance(value, relax.Call):
                 values[var] = evaluate(value)
                 continue
-            ty = var.ty
-            shape = tuple(_eval_prim(d, env) for d in ty.shape) if hasattr(ty, "shape") else None
-            if value.op.name == "relax.call_tir":
-                name = value.args[0].name_hint
-                if name not in externs:
-                    raise IntSmoothError(f"reference interpreter: no numpy model for {name}")
-                result = externs[name](*evaluate(value.args[1]))
-            elif value.op.name in OPS:
-                tensors = [evaluate(a) for a in value.args if isinstance(a, _TENSOR_EXPRS)]
-                result = OPS[value.op.name](value, tensors, shape)
-            else:
-                raise IntSmoothError(f"reference interpreter: unsupported operator {value.op.name}")
-            result = np.asarray(result)
-            if hasattr(ty, "dtype"):
-                if "float" in str(ty.dtype):
-                    raise IntSmoothError(f"reference interpreter: {var.name} is {ty.dtype}")
-                result = result.astype(str(ty.dtype)).reshape(shape)
-            values[var] = result
+            values[var] = _evaluate_call(var, value, evaluate, env, externs)
     return evaluate(func.body.body)

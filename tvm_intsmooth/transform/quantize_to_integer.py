@@ -20,8 +20,8 @@ from tvm_intsmooth.errors import UnsupportedModelError
 from tvm_intsmooth.quantize import ops  # noqa: F401  (registers the handlers)
 from tvm_intsmooth.quantize.accumulator_bounds import check_accumulator_bounds
 from tvm_intsmooth.quantize.graph import dataflow_bindings, replace_function
-from tvm_intsmooth.quantize.rewriter import HANDLERS, RewriteContext
-from tvm_intsmooth.quantize.states import Acc, Affine, Const, Int8, State
+from tvm_intsmooth.quantize.rewriter import HANDLERS, REFUSED, RewriteContext
+from tvm_intsmooth.quantize.states import Acc, Affine, Const, Int8, State, Unary
 
 INPUT_DTYPES = ("uint8", "int16", "int32")
 
@@ -91,6 +91,11 @@ class _IntegerRewriter:
         if not isinstance(value, relax.Call) or not isinstance(value.op, tvm.ir.Op):
             raise UnsupportedModelError(f"QuantizeToInteger: cannot rewrite binding {var.name}")
         handler = HANDLERS.get(value.op.name)
+        if value.op.name in REFUSED:
+            raise UnsupportedModelError(
+                f"QuantizeToInteger: operator {value.op.name} (binding {var.name}): "
+                f"{REFUSED[value.op.name]}."
+            )
         if handler is None:
             raise UnsupportedModelError(
                 f"QuantizeToInteger: operator {value.op.name} (binding {var.name}) has no "
@@ -99,10 +104,12 @@ class _IntegerRewriter:
         args = [self._arg_state(states, a) for a in value.args]
         return handler(ctx, value, args, var.name)
 
-    @staticmethod
-    def _arg_state(states, arg: relax.Expr) -> State | None:
+    @classmethod
+    def _arg_state(cls, states, arg: relax.Expr) -> State | list | None:
         if isinstance(arg, relax.Var):
             return states[arg]
+        if isinstance(arg, relax.Tuple):
+            return [cls._arg_state(states, f) for f in arg.fields]
         if isinstance(arg, tvm.ir.GenericConst):
             return Const(arg.value.numpy())
         return None
@@ -113,7 +120,7 @@ class _IntegerRewriter:
         if isinstance(state, Acc) and state.lo is None and state.hi is None:
             scale = np.asarray(state.scale, np.float64)
             return ctx.requantize(state.expr, scale / scale.max(), "int32")
-        if isinstance(state, Acc | Int8):
-            q = state if isinstance(state, Int8) else ctx.materialize(state, None)
+        if isinstance(state, Acc | Int8 | Unary):
+            q = ctx.materialize(state, None)
             return ctx.emit(R.astype(q.expr, "int32"), "logits")
         raise UnsupportedModelError("QuantizeToInteger: the output does not depend on the input.")

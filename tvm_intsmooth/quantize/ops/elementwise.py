@@ -1,4 +1,10 @@
-"""Elementwise ops: add/subtract/multiply/divide, relu, clip."""
+"""Elementwise ops: add/subtract/multiply/divide, relu, clip.
+
+Two activations: ``add``/``subtract`` rescale both to one int32 scale; ``multiply`` is the int8 x
+int8 -> int32 product (squeeze-excitation gates, HardSwish's x * hardsigmoid(x)). Elementwise
+functions of one int8 value (``Unary``: sigmoid, tanh, ...) compose with scalar arithmetic, clips
+and each other into one lookup table, and ``x * f(x)`` (SiLU) into the table of ``t * f(t)``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from tvm import relax
 from tvm.relax import op as R
 
 from tvm_intsmooth.quantize.rewriter import RewriteContext, channel_shape, handles, sample_shape
-from tvm_intsmooth.quantize.states import Acc, Affine, Const, State
+from tvm_intsmooth.quantize.states import Acc, Affine, Const, Int8, State, Unary
 
 # Residual sums are formed at this many bits finer than the coarser operand's scale.
 RESIDUAL_EXTRA_BITS = 16
@@ -66,11 +72,76 @@ def _scale_by_const(ctx, call, state: State, const: np.ndarray, name: str) -> St
     return Acc(acc.expr, scale, name)
 
 
-def _add_tensors(ctx, call, a: State, b: State, name: str) -> State:
+def _add_tensors(ctx, call, a: State, b: State, name: str, op=R.add) -> State:
     qa, qb = ctx.materialize(a, call), ctx.materialize(b, call)
     scale = max(qa.scale, qb.scale) / 2.0**RESIDUAL_EXTRA_BITS
     terms = [ctx.requantize(q.expr, np.asarray(q.scale / scale), "int32") for q in (qa, qb)]
-    return Acc(ctx.emit(R.add(*terms), name), np.asarray(scale), name)
+    return Acc(ctx.emit(op(*terms), name), np.asarray(scale), name)
+
+
+def _multiply_tensors(ctx, call, a: State, b: State, name: str) -> State:
+    """int8 x int8 -> int32 (|product| <= 2^14), at the product of the two scales."""
+    qa, qb = ctx.materialize(a, call), ctx.materialize(b, call)
+    wide = [ctx.emit(R.astype(q.expr, "int32")) for q in (qa, qb)]
+    return Acc(ctx.emit(R.multiply(*wide), name), np.asarray(qa.scale * qb.scale), name)
+
+
+def _source_of(state: State) -> Int8 | None:
+    """The int8 value a state is an elementwise function of (itself for an int8 value)."""
+    if isinstance(state, Unary):
+        return state.src
+    if isinstance(state, Int8):
+        return state
+    if isinstance(state, Acc):
+        return state.cached
+    return None
+
+
+def _function_of(state: State, src: Int8):
+    """``state`` as a function of the int8 value ``src``, or None if it is not one."""
+    own = _source_of(state)
+    if own is None or not (own is src or own.expr.same_as(src.expr)):
+        return None
+    if isinstance(state, Unary):
+        return state.fn
+    return lambda t: t
+
+
+_COMBINE = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply}
+
+
+def _fuse_unary(op: str, a: State, b: State, name: str) -> State | None:
+    """Two elementwise functions of the same int8 value (at least one of them pending):
+    one function (x * sigmoid(x) for SiLU, sigmoid(x) + tanh(x), ...), one table."""
+    if op not in _COMBINE or not (isinstance(a, Unary) or isinstance(b, Unary)):
+        return None
+    src = a.src if isinstance(a, Unary) else b.src
+    fa, fb = _function_of(a, src), _function_of(b, src)
+    if fa is None or fb is None:
+        return None
+    combine = _COMBINE[op]
+    return Unary(src, lambda t: combine(fa(t), fb(t)), name)
+
+
+def _unary_scalar(op: str, state: Unary, k: float, name: str) -> Unary:
+    fn = state.fn
+    compose = {
+        "add": lambda t: fn(t) + k,
+        "subtract": lambda t: fn(t) - k,
+        "multiply": lambda t: fn(t) * k,
+        "divide": lambda t: fn(t) / k,
+    }
+    return Unary(state.src, compose[op], name)
+
+
+def _negate(ctx, call, state: State, name: str) -> State:
+    """-x, as an int32 accumulator (or a pending function)."""
+    if isinstance(state, Unary):
+        return _unary_scalar("multiply", state, -1.0, name)
+    if isinstance(state, Affine):
+        return Affine(state.expr, -state.a, -state.c)
+    acc = ctx.to_acc(state, call, name)
+    return Acc(ctx.emit(R.negative(acc.expr), name), acc.scale, name)
 
 
 @handles("relax.add", "relax.subtract", "relax.multiply", "relax.divide")
@@ -82,10 +153,19 @@ def binary(ctx: RewriteContext, call: relax.Call, args: list[State], name: str) 
         return Const(fn[op](a.value, b.value))
     if op in ("add", "multiply") and isinstance(a, Const):
         a, b = b, a
-    if op == "add" and not isinstance(b, Const):
-        return _add_tensors(ctx, call, a, b, name)
+    if op == "subtract" and isinstance(a, Const):  # c - x = (-x) + c
+        return _add_const(ctx, call, _negate(ctx, call, b, name), a.value, name)
+    fused = _fuse_unary(op, a, b, name)
+    if fused is not None:
+        return fused
+    if op in ("add", "subtract") and not isinstance(b, Const):
+        return _add_tensors(ctx, call, a, b, name, R.add if op == "add" else R.subtract)
+    if op == "multiply" and not isinstance(b, Const):
+        return _multiply_tensors(ctx, call, a, b, name)
     if not isinstance(b, Const):
-        raise ctx.fail(call, f"applies {op} to two activations; only add is supported.")
+        raise ctx.fail(call, "divides by an activation; only division by a constant is supported.")
+    if isinstance(a, Unary) and np.asarray(b.value).size == 1:
+        return _unary_scalar(op, a, float(np.asarray(b.value, np.float64).reshape(())), name)
     if op == "add":
         return _add_const(ctx, call, a, b.value, name)
     if op == "subtract":
@@ -95,6 +175,9 @@ def binary(ctx: RewriteContext, call: relax.Call, args: list[State], name: str) 
 
 
 def _clip(ctx, call, state: State, lo: float | None, hi: float | None, name: str) -> State:
+    if isinstance(state, Unary):
+        fn, low, high = state.fn, -np.inf if lo is None else lo, np.inf if hi is None else hi
+        return Unary(state.src, lambda t: np.clip(fn(t), low, high), name)
     if isinstance(state, Affine | Const):
         raise ctx.fail(call, "clips the input image or a constant; only activations are supported.")
     if isinstance(state, Acc):
