@@ -79,7 +79,7 @@ def add_parser(sub) -> None:
         "Gaussian noise, onnxruntime)",
     )
     p.add_argument("-o", "--output", required=True, type=Path, help="RESULTS.tsv to write")
-    add_device_arguments(p, workers=True)
+    add_device_arguments(p, workers=True, verify=True)
     p.set_defaults(run=run)
 
 

@@ -6,10 +6,26 @@ import argparse
 
 from tvm_intsmooth.cli.common import positive_int
 
+DEFAULT_VERIFY = 0.05  # tvm_intsmooth.remote.verify.DEFAULT_VERIFY (not imported: no TVM here)
 
-def add_device_arguments(p: argparse.ArgumentParser, workers: bool = False) -> None:
-    """The device options (this machine when none is given)."""
-    g = p.add_argument_group("remote device (TVM RPC; default: this machine)")
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {value}")
+    return value
+
+
+def add_device_arguments(
+    p: argparse.ArgumentParser, workers: bool = False, verify: bool = False
+) -> None:
+    """The device options (this machine when none is given); ``workers``: --workers (certify
+    shards images); ``verify``: --verify (the command uses the servers' vote counts)."""
+    g = p.add_argument_group(
+        "remote device (TVM RPC; default: this machine)",
+        "A TVM RPC server runs any code that any client sends it: serve on 127.0.0.1 or a "
+        "private network only, and reach boards through SSH tunnels.",
+    )
     g.add_argument("--rpc", metavar="HOST:PORT", default=None, help="a TVM RPC server")
     g.add_argument(
         "--tracker",
@@ -35,6 +51,18 @@ def add_device_arguments(p: argparse.ArgumentParser, workers: bool = False) -> N
             help="with --tracker: sessions to shard the images over (default: every free "
             "server under --key)",
         )
+    if verify:
+        g.add_argument(
+            "--verify",
+            type=fraction,
+            default=DEFAULT_VERIFY,
+            metavar="FRACTION",
+            help="share of the servers' sample batches recomputed on this machine, drawn at "
+            "random once they arrive; an image whose counts differ is refused, naming the "
+            "server (0: trust the servers; 1: recompute everything; default "
+            f"{DEFAULT_VERIFY}). A forgery of m batches escapes with probability "
+            "(1 - FRACTION)^m",
+        )
 
 
 def device_from_args(args: argparse.Namespace):
@@ -54,20 +82,24 @@ def certifier_from_args(args: argparse.Namespace):
     from tvm_intsmooth.remote import RemoteCertifier
 
     device = device_from_args(args)
+    workers = getattr(args, "workers", None)
     if device.is_local:
-        if args.workers is not None:
+        if workers is not None:
             raise IntSmoothError("--workers goes with --tracker HOST:PORT --key KEY")
         return None
     if args.use_float:
-        raise IntSmoothError(
-            "--float certifies with onnxruntime on this machine: drop --rpc/--tracker"
-        )
+        raise IntSmoothError("--float runs onnxruntime on this machine: drop --rpc/--tracker")
 
     def say(text: str) -> None:
-        print(f"intsmooth certify: {text}", file=sys.stderr, flush=True)
+        print(f"intsmooth {args.command}: {text}", file=sys.stderr, flush=True)
 
     return RemoteCertifier(
-        args.artifact, device, workers=args.workers, timeout=device.timeout, say=say
+        args.artifact,
+        device,
+        workers=workers,
+        timeout=device.timeout,
+        verify=args.verify,
+        say=say,
     )
 
 

@@ -15,6 +15,7 @@ from tvm_intsmooth.cli.common import (
     load_classifier,
     run_metadata,
 )
+from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_args
 
 HELP = "predict with a smoothed classifier (abstaining when the vote is not significant)"
 
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
         help="optional TSV: idx, label, predict, correct (and its sidecar TSV.json: seed, "
         "n, alpha, artifact and data hashes)",
     )
+    add_device_arguments(p, verify=True)
     p.set_defaults(run=run)
 
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         check_output_folder(args.output)
-    clf = load_classifier(args.artifact, args.use_float)
+    clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float)
     selection = DataSelection.from_args(args)
     x, y = selection.load(clf)
     seed = fresh_seed() if args.seed is None else args.seed
@@ -65,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
     }
     progress = False if args.quiet else None
     skip = selection.skip
-    preds = np.array(
-        [
-            clf.predict(x[i], args.n, args.alpha, index=i * skip, seed=seed, progress=progress)
-            for i in tqdm(range(len(x)), desc="predict", unit="image", disable=args.quiet)
-        ]
-    )
+    with tqdm(range(len(x)), desc="predict", unit="image", disable=args.quiet) as images:
+        preds = np.array(
+            [
+                clf.predict(x[i], args.n, args.alpha, index=i * skip, seed=seed, progress=progress)
+                for i in images
+            ]
+        )
     if args.output is not None:
         lines = ["idx\tlabel\tpredict\tcorrect"] + [
             f"{i * skip}\t{y[i]}\t{preds[i]}\t{int(preds[i] == y[i])}" for i in range(len(x))

@@ -10,6 +10,7 @@ and forever on a server that accepted the connection but never answers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import struct
@@ -171,29 +172,47 @@ class Device:
 
     def open(self):
         """A new TVM RPCSession on this device (for a tracker: a free server under the key,
-        waiting at most ``timeout`` seconds for one to become free)."""
+        waiting at most ``timeout`` seconds for one to become free). The server's address is
+        :func:`session_address` of it."""
         from tvm import rpc
+        from tvm.rpc import base
 
         if self.rpc is not None:
             check_server(self.rpc, self.timeout)
             try:
-                return rpc.connect(*self.rpc)
+                session = rpc.connect(*self.rpc)
             except Exception as err:  # TVM raises RPCError, RuntimeError, TVMError...
                 raise IntSmoothError(f"connecting to {self} failed: {_first_line(err)}") from None
+            session.intsmooth_address = self.rpc
+            return session
         if self.tracker is None:
             raise IntSmoothError("Device.open: this machine needs no RPC session")
         tracker_servers(self.tracker, self.key, self.timeout)
-        session = rpc.connect_tracker(*self.tracker)
-        session._sock.settimeout(self.timeout)  # TVM waits forever for a free server
+        tracker = rpc.connect_tracker(*self.tracker)
+        tracker._sock.settimeout(self.timeout)  # TVM waits forever for a free server
         try:
-            return session.request(self.key, max_retry=1)
+            # TrackerSession.request, keeping the address the tracker hands out
+            base.sendjson(tracker._sock, [base.TrackerCode.REQUEST, self.key, "", 1])
+            value = base.recvjson(tracker._sock)
+            if value[0] != base.TrackerCode.SUCCESS:
+                raise RuntimeError(f"the tracker answered {value!r}")
+            host, port, match_key = value[1]
+            session = rpc.connect(host, port, match_key)
         except Exception as err:
             raise IntSmoothError(
                 f"no server of {self} became free within {self.timeout:.0f} s, or it failed "
                 f"to connect ({_first_line(err)})"
             ) from None
         finally:
-            session.close()
+            tracker.close()
+        session.intsmooth_address = (host, int(port))
+        return session
+
+
+def session_address(session) -> str:
+    """``HOST:PORT`` of the server of a session from :meth:`Device.open` ("unknown" else)."""
+    address = getattr(session, "intsmooth_address", None)
+    return "unknown" if address is None else f"{address[0]}:{address[1]}"
 
 
 def _first_line(err: BaseException) -> str:
@@ -217,10 +236,12 @@ def device_report(session) -> dict:
         return report
 
 
-def library_machine(path: str | Path) -> str:
-    """The architecture a shared library was built for, from its ELF header."""
-    with open(path, "rb") as f:
-        header = f.read(20)
+def library_machine(path: str | Path, header: bytes | None = None) -> str:
+    """The architecture a shared library was built for, from its ELF header (``header``: its
+    first 20 bytes, when already read)."""
+    if header is None:
+        with open(path, "rb") as f:
+            header = f.read(20)
     if header[:4] != b"\x7fELF" or len(header) < 20:
         raise IntSmoothError(f"{path} is not an ELF shared library")
     order = "<" if header[5] == 1 else ">"
@@ -228,24 +249,31 @@ def library_machine(path: str | Path) -> str:
     return ELF_MACHINES.get(machine, f"ELF machine {machine:#x}")
 
 
-def load_remote_vm(session, library: str | Path):
+def load_remote_vm(session, library: str | Path, sha256: str | None = None):
     """Upload a compiled library to ``session``'s device and load it into a Relax VM there.
 
-    Returns ``(vm, device)``. Raises IntSmoothError when the library was built for another
-    architecture than the device's.
+    The bytes are read once: their SHA-256 must be ``sha256`` (when given), and those bytes are
+    uploaded. Returns ``(vm, device)``. Raises IntSmoothError when the library was built for
+    another architecture than the device's, or is not the one ``sha256`` names.
     """
     from tvm import relax
 
     library = Path(library)
+    data = library.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise IntSmoothError(
+            f"{library} changed after it was checked: its SHA-256 is no longer the one "
+            "meta.json names, so it is not uploaded. Compile the artifact again"
+        )
     report = device_report(session)
-    built_for = library_machine(library)
+    built_for = library_machine(library, data[:20])
     device_arch = report.get("machine", "unknown")
     if device_arch != "unknown" and device_arch != built_for:
         raise _arch_error(library, built_for, report)
     # A fresh name per upload: overwriting a library that the session has loaded crashes it.
     name = f"intsmooth-{uuid.uuid4().hex}.so"
     try:
-        session.upload(str(library), name)
+        session.upload(bytearray(data), name)
         remote_lib = session.load_module(name)
     except Exception as err:
         if device_arch == "unknown":  # a stock server: its loader's error is all there is
@@ -260,11 +288,15 @@ def load_artifact(path: str | Path, session) -> SmoothedClassifier:
     ``RPCSession``, e.g. from :meth:`Device.open`): its library is uploaded there.
 
     The checks of ``tvm_intsmooth.runtime.load_artifact`` apply (the library's SHA-256, the facts
-    compiled into it), and the library must be built for the device's architecture.
+    compiled into it), the bytes uploaded are those whose SHA-256 was checked, and the library
+    must be built for the device's architecture.
     """
-    from tvm_intsmooth.runtime import SmoothedClassifier
+    from tvm_intsmooth.runtime import ArtifactMeta, SmoothedClassifier
 
-    return SmoothedClassifier.load_with(path, lambda library: load_remote_vm(session, library))
+    sha256 = ArtifactMeta.from_file(path).library_sha256
+    return SmoothedClassifier.load_with(
+        path, lambda library: load_remote_vm(session, library, sha256)
+    )
 
 
 def _arch_error(library, built_for, report, detail: str | None = None) -> IntSmoothError:

@@ -1,10 +1,14 @@
 """The artifact folder and its meta.json, written and read here only (:class:`ArtifactMeta`).
 
 An artifact is a folder: ``model.so`` (the compiled library for its target), ``meta.json``
-(sigma, noise, TV bound, batch, shapes, target, the library's SHA-256, ...) and ``model.onnx``
-(the float model, for the floating-point reference smoothing). Nothing in meta.json is trusted:
-the library's SHA-256 is checked (:meth:`ArtifactMeta.check_library`), and the facts compiled
-into the library are compared with it (:meth:`ArtifactMeta.check_facts`).
+(sigma, noise, TV bound, batch, shapes, target, the SHA-256 of every file, ...), ``model.onnx``
+(the float model, for the floating-point reference smoothing) and, where this machine cannot run
+``model.so`` (an ARM target), ``model.host.so``: the same module built for a portable target of
+this machine, with which the host checks vote counts computed on remote devices
+(docs/soundness.md, section 9). Nothing in meta.json is trusted: each file's SHA-256 is checked
+from the bytes that are used (:meth:`ArtifactMeta.check_library`, :meth:`~ArtifactMeta.read_onnx`,
+:meth:`~ArtifactMeta.check_host_library`), and the facts compiled into a library are compared
+with it (:meth:`ArtifactMeta.check_facts`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ ARTIFACT_FORMAT = "tvm_intsmooth.artifact/1"
 META_FILE = "meta.json"
 LIBRARY_FILE = "model.so"
 ONNX_FILE = "model.onnx"
+HOST_LIBRARY_FILE = "model.host.so"
+# The files an artifact folder of ours holds; `intsmooth compile -o` keeps any other file.
+ARTIFACT_FILES = (META_FILE, LIBRARY_FILE, ONNX_FILE, HOST_LIBRARY_FILE)
 
 # meta.json keys that loading needs, with their JSON types (the rest is informational).
 REQUIRED_KEYS = {
@@ -53,6 +60,28 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _checked_bytes(folder, name: str, expected: str | None, what: str) -> bytes:
+    """The bytes of ``folder``/``name`` if their SHA-256 is ``expected``, else an IntSmoothError
+    (missing, replaced or damaged file; or a meta.json that records no hash for it)."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise IntSmoothError(f"artifact {folder}: {name} is missing; compile it again")
+    if expected is None:
+        raise IntSmoothError(
+            f"artifact {folder}: meta.json records no SHA-256 for {name} ({what}), so it cannot "
+            "be checked (an artifact of an older version). Compile the artifact again"
+        )
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise IntSmoothError(
+            f"artifact {folder}: {name} has SHA-256 {actual[:16]}..., but meta.json names "
+            f"{expected[:16]}...: {what} was replaced or damaged after compiling. Compile the "
+            "artifact again"
+        )
+    return data
+
+
 @dataclass(frozen=True)
 class ArtifactMeta:
     """meta.json: what the library computes (sigma, noise, shapes, batch), where it runs, and
@@ -73,15 +102,26 @@ class ArtifactMeta:
     resolved_target: str | None = None  # for "host": the bundled target it became
     target_config: str | None = None
     schedules: dict | None = None  # the tuned database applied, and the model's workload key
+    onnx_sha256: str | None = None  # model.onnx, the float reference
+    host_target: str | None = None  # model.host.so: the same module for a portable host target
+    host_library_sha256: str | None = None
     format: str = ARTIFACT_FORMAT
 
     @classmethod
     def for_library(
-        cls, smoothing: dict, target, library: str | os.PathLike, schedules: dict
+        cls,
+        smoothing: dict,
+        target,
+        library: str | os.PathLike,
+        schedules: dict,
+        *,
+        onnx_file: str | os.PathLike | None = None,
+        host_library: tuple[str, str | os.PathLike] | None = None,
     ) -> ArtifactMeta:
         """The meta of ``library``, compiled for ``target`` (a resolved
         :class:`~tvm_intsmooth.schedule.targets.TargetSpec`) from a model with ``smoothing``
-        metadata (``SmoothedModel.metadata()``)."""
+        metadata (``SmoothedModel.metadata()``); ``onnx_file``: the float model beside it;
+        ``host_library``: (target name, path) of the host build beside it."""
         return cls(
             sigma=float(smoothing["sigma"]),
             noise=smoothing["noise"],
@@ -98,6 +138,9 @@ class ArtifactMeta:
             target_config=str(target.target),
             library_sha256=file_sha256(library),
             schedules=schedules,
+            onnx_sha256=None if onnx_file is None else file_sha256(onnx_file),
+            host_target=None if host_library is None else host_library[0],
+            host_library_sha256=None if host_library is None else file_sha256(host_library[1]),
         )
 
     @classmethod
@@ -170,6 +213,17 @@ class ArtifactMeta:
             )
         return library
 
+    def read_onnx(self, folder: str | os.PathLike) -> bytes:
+        """The bytes of the artifact's model.onnx (the float reference) if their SHA-256 is
+        this meta's, else an IntSmoothError."""
+        return _checked_bytes(folder, ONNX_FILE, self.onnx_sha256, "the float reference")
+
+    def check_host_library(self, folder: str | os.PathLike) -> Path:
+        """The path of the artifact's model.host.so if its SHA-256 is this meta's, else an
+        IntSmoothError."""
+        _checked_bytes(folder, HOST_LIBRARY_FILE, self.host_library_sha256, "the host library")
+        return Path(folder) / HOST_LIBRARY_FILE
+
     def check_facts(self, vm, folder: str | os.PathLike) -> float:
         """Check the facts compiled into the library (loaded in the Relax VM ``vm``) against
         this meta; return the TV bound recomputed from them (docs/soundness.md, section 3).
@@ -223,6 +277,23 @@ def is_artifact(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder that this tool wrote (its meta.json says so)."""
     meta = _read_json(Path(path))
     return isinstance(meta, dict) and meta.get("format") == ARTIFACT_FORMAT
+
+
+def keep_other_files(old: Path, new: Path) -> None:
+    """Move every entry of the replaced artifact folder ``old`` that is not an artifact file
+    (the user's notes, plots...) into the new artifact folder ``new``; an IntSmoothError
+    naming where they still are when one cannot be moved."""
+    for entry in sorted(old.iterdir()):
+        if entry.name in ARTIFACT_FILES or (new / entry.name).exists():
+            continue
+        try:
+            entry.replace(new / entry.name)
+        except OSError as err:
+            raise IntSmoothError(
+                f"the new artifact is in {new}, but moving {entry.name} from the old one failed "
+                f"({err.strerror}); it and the other files you kept there are in {old}: move "
+                "them yourself"
+            ) from None
 
 
 def check_artifact_destination(path: str | os.PathLike, force: bool = False) -> Path:
