@@ -16,6 +16,7 @@ from tvm_intsmooth.transform import (
     CanonicalizeReductions,
     DropMonotoneHead,
     FoldBatchNorm,
+    FoldPadding,
     SymbolicBatch,
     UnwrapSingleOutput,
 )
@@ -336,3 +337,36 @@ def test_softmax_inside_the_network_is_kept():
             return h
 
     tvm.ir.assert_structural_equal(DropMonotoneHead()(Before), Before)
+
+
+def test_explicit_zero_pad_folds_into_the_convolution():
+    """torch.export's padding="same" with an even kernel: pad one row/column at the end."""
+    w = np.ones((4, 2, 4, 4), "float32")
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor(("batch", 2, 8, 8), "float32")):
+            with R.dataflow():
+                p = R.nn.pad(x, pad_width=[0, 0, 0, 0, 0, 1, 0, 1], pad_value=0.0)
+                c = R.nn.conv2d(p, R.const(w), padding=[1, 1, 1, 1])
+                q = R.nn.pad(c, pad_width=[0, 0, 0, 0, 1, 1, 1, 1], pad_value=float("-inf"))
+                m = R.nn.max_pool2d(q, pool_size=[3, 3])
+                z = R.nn.pad(m, pad_width=[0, 0, 0, 0, 1, 1, 1, 1], pad_value=0.0)
+                a = R.nn.avg_pool2d(z, pool_size=[3, 3])  # excludes padding: kept
+                R.output(a)
+            return a
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor(("batch", 2, 8, 8), "float32")):
+            with R.dataflow():
+                c = R.nn.conv2d(x, R.const(w), padding=[1, 1, 2, 2])
+                m = R.nn.max_pool2d(c, pool_size=[3, 3], padding=[1, 1, 1, 1])
+                z = R.nn.pad(m, pad_width=[0, 0, 0, 0, 1, 1, 1, 1], pad_value=0.0)
+                a = R.nn.avg_pool2d(z, pool_size=[3, 3])
+                R.output(a)
+            return a
+
+    tvm.ir.assert_structural_equal(_cleanup(FoldPadding()(Before)), Expected)

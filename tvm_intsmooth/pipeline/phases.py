@@ -12,8 +12,8 @@ phase               passes                                     hands on
 float               (the imported module, before any pass)     float Relax, pixels / 255 in
 canonicalize        UnwrapSingleOutput, FoldConstant,          the forms QuantizeToInteger reads:
                     CanonicalizeClip, FoldBatchNorm,           clips, no batch_norm, non-negative
-                    CanonicalizeReductions, SymbolicBatch,     axes, global pooling as a mean,
-                    DropMonotoneHead, DCE                      batch ``batch``, logits out
+                    FoldPadding, CanonicalizeReductions,       axes, global pooling as a mean,
+                    SymbolicBatch, DropMonotoneHead, DCE       batch ``batch``, logits out
 quantize_to_integer QuantizeToInteger (calibrated ranges in)   integer-only Relax, int pixels in
 inject_integer_noise InjectIntegerNoise                        (pixels, seed, counter, valid)
 count_votes         CountVotes                                 -> int32 votes per class
@@ -54,6 +54,7 @@ from tvm_intsmooth.transform import (
     DropMonotoneHead,
     DumpIR,
     FoldBatchNorm,
+    FoldPadding,
     InjectIntegerNoise,
     ParallelizeOuterLoops,
     QuantizeToInteger,
@@ -105,6 +106,7 @@ def canonicalize_phases() -> list[Phase]:
                     rt.CanonicalizeBindings(),
                     CanonicalizeClip(),
                     FoldBatchNorm(),
+                    FoldPadding(),
                     CanonicalizeReductions(),
                     SymbolicBatch(),
                     rt.CanonicalizeBindings(),

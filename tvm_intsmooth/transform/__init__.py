@@ -6,7 +6,8 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 
 - canonicalization (what TVM's frontends emit -> what QuantizeToInteger reads):
   UnwrapSingleOutput (a 1-tuple output), CanonicalizeClip (TIR max/min, relu6, nested clips ->
-  one clip), FoldBatchNorm (into the conv/dense before it), CanonicalizeReductions (axes,
+  one clip), FoldBatchNorm (into the conv/dense before it), FoldPadding (an explicit pad into the
+  conv/pool after it), CanonicalizeReductions (axes,
   global pooling as a mean), SymbolicBatch (batch ``batch``, a fixed 1 made symbolic),
   DropMonotoneHead (a final softmax / log_softmax / increasing head);
 - QuantizeToInteger: float Relax -> integer-only Relax, from calibrated activation ranges;
@@ -33,6 +34,7 @@ from tvm_intsmooth.transform.count_votes import CountVotes
 from tvm_intsmooth.transform.drop_monotone_head import DropMonotoneHead
 from tvm_intsmooth.transform.dump_ir import DumpIR
 from tvm_intsmooth.transform.fold_batch_norm import FoldBatchNorm
+from tvm_intsmooth.transform.fold_padding import FoldPadding
 from tvm_intsmooth.transform.inject_integer_noise import InjectIntegerNoise
 from tvm_intsmooth.transform.parallelize_outer_loops import ParallelizeOuterLoops
 from tvm_intsmooth.transform.quantize_to_integer import QuantizeToInteger
@@ -52,6 +54,7 @@ __all__ = [
     "DropMonotoneHead",
     "DumpIR",
     "FoldBatchNorm",
+    "FoldPadding",
     "InjectIntegerNoise",
     "ParallelizeOuterLoops",
     "QuantizeToInteger",
