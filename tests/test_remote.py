@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -299,7 +300,7 @@ def test_wrong_key_and_tracker_gone(artifacts, qdq_data, emulated, tmp_path):
         with pytest.raises(IntSmoothError, match=r"no TVM RPC tracker at .*\(connection refused\)"):
             Device.parse(tracker="{}:{}".format(*gone), key="rpi").open()
         with pytest.raises(IntSmoothError, match="no TVM RPC tracker"):
-            EmulatedPi(free_port(), tracker=gone, key="rpi").start()
+            EmulatedPi(free_port(), tracker=gone, key="rpi", tracker_wait=2).start()
 
 
 def run_and_strike(args, out: Path, strike, timeout=400) -> subprocess.CompletedProcess:
@@ -396,8 +397,8 @@ def fake_complete_cache(folder: Path) -> emulator_cache.EmulatorRoot:
     for rel in emulator_cache.ESSENTIAL:
         (emu.folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (emu.folder / rel).write_bytes(b"x" * 10)
-    files = {rel: 10 for rel in emulator_cache.ESSENTIAL}
-    emu.marker.write_text(json.dumps({"files": files}))
+    digests = {rel: hashlib.sha256(b"x" * 10).hexdigest() for rel in emulator_cache.ESSENTIAL}
+    emu.marker.write_text(json.dumps({"sha256": digests}))
     return emu
 
 
@@ -411,7 +412,19 @@ def test_cache_missing_or_corrupt(tmp_path):
         emulator_cache.prepare(tmp_path / "cache")
     (emu.folder / emulator_cache.ESSENTIAL[0]).write_bytes(b"x" * 3)
     proc = intsmooth("emulate-pi", "--port", free_port(), "--cache", tmp_path / "cache")
-    assert "has 3 bytes, not 10" in error_line(proc)
+    assert "root/usr/bin/python3.11 is not the file prepared" in error_line(proc)
+
+
+def test_cache_is_checked_by_content_not_size(tmp_path):
+    """A library of the emulated root replaced by another of the same size is refused, and so
+    is a marker of the older kind (sizes only)."""
+    emu = fake_complete_cache(tmp_path)
+    (emu.folder / "site/tvm/lib/libtvm_runtime.so").write_bytes(b"y" * 10)
+    with pytest.raises(IntSmoothError, match="libtvm_runtime.so is not the file prepared"):
+        emulator_cache.find_root(tmp_path)
+    emu.marker.write_text(json.dumps({"files": {rel: 10 for rel in emulator_cache.ESSENTIAL}}))
+    with pytest.raises(IntSmoothError, match="completion marker is unreadable"):
+        emulator_cache.find_root(tmp_path)
 
 
 def test_half_prepared_cache_is_redone_and_download_failure_is_clear(tmp_path):

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 from conftest import random_images
 from onnx_models import first_pixel_model
@@ -224,6 +225,23 @@ def test_meta_json_without_a_key_is_one_paragraph(root, tmp_path, capsys, key):
         one_paragraph_error(capsys, code, key)
 
 
+def test_float_reference_of_another_model_is_refused(root, tmp_path, capsys):
+    """A different model.onnx in an artifact made `certify --float` compare with another model
+    without a word: its SHA-256 is in meta.json and checked, as the library's is."""
+    art = copy_artifact(root, tmp_path)
+    model = onnx.load(art / "model.onnx")
+    weight = model.graph.initializer[0]
+    weight.CopyFrom(onnx.numpy_helper.from_array(-onnx.numpy_helper.to_array(weight), weight.name))
+    onnx.save(model, art / "model.onnx")
+    args = ["certify", art, "--data", root / "data.npz", *FAST, "--float", "-o", tmp_path / "r.tsv"]
+    one_paragraph_error(capsys, run(*args), "model.onnx has SHA-256", "Compile the artifact")
+    meta = json.loads((art / "meta.json").read_text())
+    del meta["onnx_sha256"]  # an artifact of an older version
+    (art / "meta.json").write_text(json.dumps(meta))
+    one_paragraph_error(capsys, run(*args), "records no SHA-256 for model.onnx")
+    assert not (tmp_path / "r.tsv").exists()
+
+
 def test_missing_onnxruntime_is_one_paragraph(root, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     args = ["--data", root / "data.npz", *FAST, "--float", "-o", tmp_path / "r.tsv"]
@@ -254,6 +272,20 @@ def test_compile_refuses_a_folder_it_did_not_write(root, tmp_path, capsys):
     assert json.loads((art / "meta.json").read_text())["batch"] == 10
     assert run(*args, "--force", "-o", notes) == 0
     assert not (notes / "todo.txt").exists() and (notes / "model.so").is_file()
+
+
+def test_compile_over_an_artifact_keeps_the_users_files(root, tmp_path):
+    """Replacing an artifact of ours keeps every file that is not one of its own."""
+    art = copy_artifact(root, tmp_path)
+    (art / "notes.txt").write_text("my notes")
+    (art / "plots").mkdir()
+    (art / "plots" / "radii.png").write_bytes(b"png")
+    args = ["compile", root / "model.onnx", "--sigma", "0.25", "--calib", root / "data.npz"]
+    assert run(*args, "--batch", "10", "-o", art) == 0
+    assert json.loads((art / "meta.json").read_text())["batch"] == 10
+    assert (art / "notes.txt").read_text() == "my notes"
+    assert (art / "plots" / "radii.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no temporary left
 
 
 def test_failed_compile_keeps_the_old_artifact(root, tmp_path, monkeypatch):

@@ -13,10 +13,14 @@ it with TVM's runtime. Every operation is integer, so the board counts exactly t
 host would for the same seed and streams.
 
 Part 2, running it on the board over TVM RPC: this host certifies while the board runs the
-library. On the board: `python -m tvm.exec.rpc_server --host 0.0.0.0 --port 9090`, then here
-`INTSMOOTH_PI=BOARD:9090 python tutorials/03_raspberry_pi.py`. Without INTSMOOTH_PI an emulated
-Pi (aarch64 Debian under qemu-user, `intsmooth emulate-pi`; prepared once, about 150 MB of
-downloads) stands in: exact, but its speed means nothing.
+library. A TVM RPC server runs any code that any client sends it, so it must not be reachable
+by others: on the board `python -m tvm.exec.rpc_server --host 127.0.0.1 --port 9090`, here an
+SSH tunnel to it (`ssh -N -L 9090:127.0.0.1:9090 BOARD &`), then
+`INTSMOOTH_PI=127.0.0.1:9090 python tutorials/03_raspberry_pi.py`. The host recomputes a random
+share of the board's vote batches (`--verify`, README) and refuses an image whose counts differ.
+Without INTSMOOTH_PI an emulated Pi (aarch64 Debian under qemu-user, `intsmooth emulate-pi` on
+127.0.0.1; prepared once, about 150 MB of downloads) stands in: exact, but its speed means
+nothing.
 """
 
 import contextlib

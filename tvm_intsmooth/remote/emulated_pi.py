@@ -24,11 +24,20 @@ from pathlib import Path
 
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.remote.emulator_cache import DEBIAN_MIRROR, EmulatorRoot, Progress, prepare
-from tvm_intsmooth.remote.session import check_tracker
+from tvm_intsmooth.remote.rpc_listener import REMOTE_FLAG, is_loopback, remote_clients_refusal
+from tvm_intsmooth.remote.session import wait_for_tracker
 
 LISTENER_SCRIPT = str(Path(__file__).with_name("rpc_listener.py"))
 
 START_TIMEOUT = 300.0  # `import tvm` alone takes 12-40 s under emulation on a busy machine
+TRACKER_WAIT = 60.0  # as TVM's rpc_server, wait for a tracker that is not up yet
+
+
+def check_port(port) -> int:
+    """``port`` if it is a TCP port number (1..65535), else an IntSmoothError."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise IntSmoothError(f"port {port!r}: a TCP port is a number in 1..65535")
+    return port
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -48,8 +57,12 @@ class EmulatedPi:
     """One emulated aarch64 TVM RPC server, direct on ``port`` or registered with a tracker.
 
     Args:
-        port: the port to listen on (127.0.0.1 only).
-        tracker: ``(host, port)`` of a TVM RPC tracker to register with, under ``key``.
+        port: the port to listen on.
+        host: the address to listen on: a loopback address unless ``allow_remote`` (a TVM RPC
+            server runs any code any client sends it).
+        allow_remote: allow a ``host`` that other machines reach (a private network only).
+        tracker: ``(host, port)`` of a TVM RPC tracker to register with, under ``key``; one
+            that is not up yet is waited for ``tracker_wait`` seconds.
         key: the device key (required with ``tracker``).
         cache: the emulator's cache folder (default: :func:`default_cache_dir`).
         mirror: the Debian mirror used when the cache is prepared.
@@ -57,13 +70,14 @@ class EmulatedPi:
         threads: TVM_NUM_THREADS of the emulated server (emulated threads only add overhead).
     """
 
-    host = "127.0.0.1"
-
     def __init__(
         self,
         port: int,
         *,
+        host: str = "127.0.0.1",
+        allow_remote: bool = False,
         tracker: tuple[str, int] | None = None,
+        tracker_wait: float = TRACKER_WAIT,
         key: str = "",
         cache: str | os.PathLike | None = None,
         mirror: str = DEBIAN_MIRROR,
@@ -72,7 +86,11 @@ class EmulatedPi:
     ):
         if tracker is not None and not key:
             raise IntSmoothError("an emulated Pi registered with a tracker needs a --key")
-        self.port = port
+        if not allow_remote and not is_loopback(host):
+            raise IntSmoothError(remote_clients_refusal(host))
+        self.port = check_port(port)
+        self.host, self.allow_remote = host, allow_remote
+        self.tracker_wait = tracker_wait
         self.tracker = tracker
         self.key = key
         self.cache = cache
@@ -84,12 +102,16 @@ class EmulatedPi:
         self._stderr: deque[str] = deque(maxlen=20)
 
     def start(self, timeout: float = START_TIMEOUT) -> dict:
-        """Prepare the cache if needed, start the server, wait until it serves; its report."""
-        emu = prepare(self.cache, mirror=self.mirror, progress=self.progress)
+        """Prepare the cache if needed, start the server, wait until it serves; its report.
+        The port and the tracker are checked first (no download for a busy port)."""
         check_port_free(self.host, self.port)
         if self.tracker is not None:
-            check_tracker(self.tracker, timeout=30)
+            wait_for_tracker(self.tracker, self.tracker_wait, self.progress)
+        emu = prepare(self.cache, mirror=self.mirror, progress=self.progress)
+        check_port_free(self.host, self.port)
         args = ["--host", self.host, "--port", str(self.port), "--emulator", "qemu-user"]
+        if self.allow_remote:
+            args.append(REMOTE_FLAG)
         if self.tracker is not None:
             args += ["--tracker", f"{self.tracker[0]}:{self.tracker[1]}", "--key", self.key]
         self.proc = subprocess.Popen(

@@ -8,7 +8,9 @@ tvm-ffi, numpy and ml_dtypes versions are unzipped beside the root. About 150 MB
 
 Layout of the cache folder: ``<tag>/root`` (the Debian root), ``<tag>/site`` (the wheels),
 ``<tag>/complete.json`` (written last: its absence means a half-prepared cache, which the next
-preparation removes and redoes) and ``<tag>.lock`` (held while preparing, so that emulators
+preparation removes and redoes; it records the SHA-256 of the interpreter, the C library and
+TVM's libraries, which every start checks: a file of the same size but other content is refused)
+and ``<tag>.lock`` (held while preparing, so that emulators
 started at the same moment share one preparation). ``<tag>`` names the Debian suite and the TVM
 version, so that a TVM upgrade prepares a new root instead of changing one in use.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.runtime.artifact import file_sha256
 
 SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -38,7 +41,7 @@ GUEST_PYTHON = "usr/bin/python3.11"
 QEMU = "qemu-aarch64-static"
 # Debian package of each tool the preparation and the emulator run (.ci/install installs them).
 TOOLS = {"debootstrap": "debootstrap", "dpkg-deb": "dpkg", QEMU: "qemu-user-static"}
-# Checked on every start: the interpreter, the C library and TVM's two shared libraries.
+# Checked by content on every start: the interpreter, the C library and TVM's shared libraries.
 ESSENTIAL = [
     f"root/{GUEST_PYTHON}",
     "root/lib/ld-linux-aarch64.so.1",
@@ -103,17 +106,20 @@ class EmulatorRoot:
         return {**env, **(extra or {})}
 
     def check(self) -> None:
-        """Raise IntSmoothError when the prepared cache has lost or changed a file."""
+        """Raise IntSmoothError when the prepared cache has lost or changed a file (by its
+        SHA-256, recorded when it was prepared)."""
         try:
-            recorded = json.loads(self.marker.read_text())["files"]
+            recorded = json.loads(self.marker.read_text())["sha256"]
+            if not isinstance(recorded, dict) or set(recorded) != set(ESSENTIAL):
+                raise ValueError("it does not list the files to check")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise _corrupt(self.folder, f"its completion marker is unreadable ({err})") from None
-        for rel, size in recorded.items():
+        for rel, digest in recorded.items():
             path = self.folder / rel
             if not path.is_file():
                 raise _corrupt(self.folder, f"{rel} is missing")
-            if path.stat().st_size != size:
-                raise _corrupt(self.folder, f"{rel} has {path.stat().st_size} bytes, not {size}")
+            if file_sha256(path) != digest:
+                raise _corrupt(self.folder, f"{rel} is not the file prepared (its SHA-256 differs)")
 
 
 def _corrupt(folder: Path, what: str) -> IntSmoothError:
@@ -240,8 +246,8 @@ def _prepare_unlocked(emu: EmulatorRoot, versions: dict, mirror: str, say: Progr
             zf.extractall(emu.site)
     shutil.rmtree(wheels)
     _compile_bytecode(emu.site, emu.root / "usr/lib/python3.11")
-    files = {rel: (emu.folder / rel).stat().st_size for rel in ESSENTIAL}
-    marker = {"suite": SUITE, "mirror": mirror, "wheels": versions, "files": files}
+    digests = {rel: file_sha256(emu.folder / rel) for rel in ESSENTIAL}
+    marker = {"suite": SUITE, "mirror": mirror, "wheels": versions, "sha256": digests}
     tmp = emu.marker.with_suffix(".partial")
     tmp.write_text(json.dumps(marker, indent=1))
     tmp.replace(emu.marker)  # last: a cache without it is half-prepared

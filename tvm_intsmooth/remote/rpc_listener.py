@@ -9,7 +9,11 @@ aarch64 binary ("Exec format error"). Here TVM's own listening loop runs in this
 each session is served in a forked child, as TVM does it; one session at a time.
 
 The port range is that one port: a busy port is an error, not a silent move to the next port
-where a client could reach some other server. Once listening (and registered with the tracker
+where a client could reach some other server. A TVM RPC server runs any code that any client
+sends it (uploaded libraries are loaded, their constructors run with the server's rights), so it
+serves 127.0.0.1 unless ``--host`` names another address and ``--allow-remote-clients`` says
+that the network it is on is private; reach a board through an SSH tunnel instead
+(``ssh -N -L 9090:127.0.0.1:9090 pi``). Once listening (and registered with the tracker
 when one is given) it prints one line ``READY <report JSON>`` on stdout; the report is also what
 the global function ``tvm_intsmooth.device_report`` returns to RPC clients.
 """
@@ -28,6 +32,29 @@ from pathlib import Path
 from types import ModuleType
 
 REPORT_FUNCTION = "tvm_intsmooth.device_report"
+REMOTE_FLAG = "--allow-remote-clients"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback address (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def remote_clients_refusal(host: str) -> str:
+    """Why serving on ``host`` is refused without ``--allow-remote-clients``."""
+    return (
+        f"serving TVM RPC on {host} would let every machine that reaches it run any code on "
+        f"this one (a TVM RPC server loads and runs whatever a client uploads). Serve on "
+        f"127.0.0.1 and reach it through an SSH tunnel (ssh -N -L PORT:127.0.0.1:PORT HOST), "
+        f"or pass {REMOTE_FLAG} if {host} is on a private network that only you can reach"
+    )
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -143,12 +170,20 @@ def serve(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
+    parser.add_argument(
+        REMOTE_FLAG,
+        action="store_true",
+        help="allow a --host other than loopback (the network must be private: any client can "
+        "run any code here)",
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tracker", default=None, help="HOST:PORT of a TVM RPC tracker")
     parser.add_argument("--key", default="", help="device key to register under (with --tracker)")
     parser.add_argument("--emulator", default=None, help="say that this runs under an emulator")
     args = parser.parse_args(argv)
+    if not args.allow_remote_clients and not is_loopback(args.host):
+        parser.error(remote_clients_refusal(args.host))
     tracker = None
     if args.tracker:
         host, _, port = args.tracker.rpartition(":")

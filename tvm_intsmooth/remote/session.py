@@ -14,7 +14,9 @@ import hashlib
 import json
 import socket
 import struct
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,6 +104,31 @@ def check_tracker(addr: tuple[str, int], timeout: float = CONNECT_TIMEOUT) -> No
             f"{addr[0]}:{addr[1]} answered, but not as a TVM RPC tracker (a server? then use "
             f"--rpc): {hint}"
         )
+
+
+def wait_for_tracker(
+    addr: tuple[str, int], timeout: float, say: Callable[[str], None] | None = None
+) -> None:
+    """Wait up to ``timeout`` seconds for a TVM RPC tracker to listen at ``addr`` (it may be
+    starting), then check that it is one; IntSmoothError when none comes."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            socket.create_connection(addr, timeout=5).close()
+            break
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise IntSmoothError(
+                    f"no TVM RPC tracker at {addr[0]}:{addr[1]} after waiting {timeout:.0f} s "
+                    f"({err.strerror or err}): start it (`python -m tvm.exec.rpc_tracker --host "
+                    f"{addr[0]} --port {addr[1]}`), or fix --tracker."
+                ) from None
+            if say is not None and not told:
+                say(f"waiting for the TVM RPC tracker at {addr[0]}:{addr[1]} ({timeout:.0f} s)")
+                told = True
+            time.sleep(1.0)
+    check_tracker(addr, timeout=max(5.0, deadline - time.monotonic()))
 
 
 def tracker_servers(addr: tuple[str, int], key: str, timeout: float = CONNECT_TIMEOUT) -> int:
