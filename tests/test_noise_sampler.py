@@ -16,6 +16,8 @@ from tvm_intsmooth.analysis import check_integer_only
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.pipeline.build import lower
 from tvm_intsmooth.smoothing.noise_sampler import (
+    GUIDE_BITS,
+    LANES,
     _emit_lookup,
     _search_table,
     noise_call_args,
@@ -24,6 +26,7 @@ from tvm_intsmooth.smoothing.noise_sampler import (
     split_words,
 )
 from tvm_intsmooth.smoothing.noise_table import rounded_gaussian_table
+from tvm_intsmooth.smoothing.philox import philox4x32
 
 TARGET = tvm.target.Target({"kind": "llvm", "num-cores": 2})
 BATCH, COORDS = 64, 3 * 32 * 32 + 1  # odd: a partial Philox block at the end of every sample
@@ -73,6 +76,48 @@ def test_tvm_equals_numpy_bit_for_bit(sigma, bits):
         np.testing.assert_array_equal(
             got, expected, err_msg=f"seed/stream/offset {seed, stream, offset}"
         )
+
+
+def _uniforms(bits: int, seed: int, stream: int, offset: int, batch: int, coords: int):
+    """The uniforms behind the noise of sample_noise_numpy (uint64 [batch, coords])."""
+    per_block = 128 // bits
+    blocks = -(-coords // per_block)
+    counter = np.zeros((batch, blocks, 4), dtype=np.uint32)
+    counter[..., 0] = np.arange(blocks)[None, :]
+    counter[..., 1] = np.arange(offset, offset + batch)[:, None]
+    counter[..., 2], counter[..., 3] = split_words(stream, "stream")
+    words = philox4x32(counter, np.array(split_words(seed, "seed"), dtype=np.uint32))
+    wide = words.astype(np.uint64)
+    if bits == 64:
+        wide = (wide[..., 0::2] << np.uint64(32)) | wide[..., 1::2]
+    return wide.reshape(batch, -1)[:, :coords]
+
+
+def _slow_count(table, uniforms: np.ndarray) -> int:
+    """How many ``uniforms`` fall into a guide bucket that holds several thresholds (where the
+    sampler runs the full search)."""
+    bits, shift = table.bits, np.uint64(table.bits - 1 - GUIDE_BITS)
+    top = np.uint64(2**bits - 1)
+    folded = np.where(uniforms >= np.uint64(2 ** (bits - 1)), top - uniforms, uniforms)
+    start = (folded >> shift) << shift
+    left = np.array(table.left_thresholds(), dtype=np.uint64)
+    end = start + (np.uint64(1) << shift) - np.uint64(1)
+    inside = np.searchsorted(left, end, side="right") - np.searchsorted(left, start, side="right")
+    return int(np.sum(inside >= 2))
+
+
+@pytest.mark.parametrize(("sigma", "bits"), [(0.25, 64), (0.5, 32)])
+@pytest.mark.parametrize("coords", [LANES * 2, LANES * 4 + 1, LANES * 4 + 3, 5])
+def test_vector_chunks_tails_and_slow_lanes_equal_numpy(sigma, bits, coords):
+    """Whole vector chunks, chunks plus scalar blocks and a partial block, scalar blocks only;
+    enough samples that some uniforms take the full search (far tails, several thresholds in
+    their guide bucket)."""
+    batch = 2048 if coords < 64 else 512
+    table = _table(sigma, bits)
+    lib = _compiled(sigma, bits, batch, coords)
+    expected = sample_noise_numpy(table, 7, 3, 11, batch, coords)
+    np.testing.assert_array_equal(_run_tvm(lib, 7, 3, 11, (batch, coords)), expected)
+    assert _slow_count(table, _uniforms(bits, 7, 3, 11, batch, coords)) > 10
 
 
 @pytest.mark.parametrize("bits", [32, 64])

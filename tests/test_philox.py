@@ -19,6 +19,8 @@ from tvm_intsmooth.smoothing.philox import (
     PHILOX_W0,
     PHILOX_W1,
     emit_philox4x32,
+    emit_philox4x32_lanes,
+    emit_round_keys,
     philox4x32,
 )
 
@@ -220,3 +222,37 @@ def test_emit_rejects_wrong_word_counts():
         philox4x32(np.zeros(3, np.uint32), np.zeros(2, np.uint32))
     with pytest.raises(ValueError, match="state and lane"):
         emit_philox4x32([tirx.const(0, "int64")] * 4, [tirx.const(0, "int64")] * 2, lane=0)
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_lanes_form_in_vectorized_loops_matches_known_answers_and_numpy(lanes):
+    """The sampler's form: 32-bit words in uint64 lanes, one key per call (a vpmuludq each)."""
+    n = 64
+    with IRBuilder() as builder, T.prim_func():
+        T.func_name("philox_lanes_u64")
+        T.func_attr({"tirx.noalias": True})
+        ctr = T.arg("ctr", T.buffer((n, 4), "int64"))
+        key = T.arg("key", T.buffer((2,), "int64"))
+        out = T.arg("out", T.buffer((n, 4), "int64"))
+        round_keys = emit_round_keys([key[0], key[1]])
+        with T.serial(0, n // lanes) as outer:
+            state = T.alloc_buffer((4, lanes), "uint64", scope="local")
+            with T.vectorized(0, lanes) as lane:
+                i = outer * lanes + lane
+                counter = [tirx.Cast("uint64", ctr[i, j]) for j in range(4)]
+                words = emit_philox4x32_lanes(counter, round_keys, state, lane)
+                for j in range(4):
+                    T.buffer_store(out, tirx.Cast("int64", words[j]), [i, j])
+    lib = tvm.compile(builder.get(), target=TARGET)
+    kat_counter, kat_key, kat_expected = _kat(10)
+    for row in range(3):  # each known answer has its own key
+        counter = np.concatenate([kat_counter[row : row + 1], _random_words((n - 1, 4), row)])
+        out = tvm.runtime.tensor(np.zeros((n, 4), dtype="int64"))
+        lib(
+            tvm.runtime.tensor(counter.astype("int64")),
+            tvm.runtime.tensor(kat_key[row].astype("int64")),
+            out,
+        )
+        got = out.numpy().astype(np.uint32)
+        np.testing.assert_array_equal(got[0], kat_expected[row])
+        np.testing.assert_array_equal(got, philox4x32(counter, kat_key[row]))

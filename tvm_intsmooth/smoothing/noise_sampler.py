@@ -14,9 +14,15 @@ noise, and two streams never share a counter. Sample indices must stay below 2^3
 
 The TIR version finds k with the table's symmetry T_j = 2^b - T_{-j-1}, so that every comparison
 is between int64 values below 2^63: with V = U when U < 2^(b-1) and V = 2^b - 1 - U otherwise,
-and c = #{left thresholds <= V} (a branch-free binary search over a power-of-two table),
-k = c - K in the first case and K - c in the second. All words are int64 in [0, 2^32), Philox is
-:func:`emit_philox4x32`, and no floating-point dtype appears anywhere in the PrimFunc.
+and c = #{left thresholds <= V}, k = c - K in the first case and K - c in the second. It runs
+on vectors of :data:`LANES` Philox blocks (:func:`emit_philox4x32_lanes`: 32-bit words in
+64-bit lanes, one ``vpmuludq`` / ``umull`` per product) and counts with a guide table: the
+2^:data:`GUIDE_BITS` buckets of V each hold at most one threshold except in the far tails, so
+c = g + (T_g <= V) with g = #{thresholds <= the bucket's start}, two table loads; a lane whose
+bucket holds several thresholds (about 0.3% at sigma 0.25) takes the branch-free binary search
+over the whole table after the vector. The same counts, so the same noise to the bit, as the
+scalar form (:func:`emit_philox4x32` and the binary search alone), which draws the last blocks
+of a row that do not fill a vector. No floating-point dtype appears anywhere in the PrimFunc.
 """
 
 from __future__ import annotations
@@ -28,10 +34,19 @@ from tvm.tirx.script import builder as T
 
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.smoothing.noise_table import NoiseTable
-from tvm_intsmooth.smoothing.philox import WORD_MASK, emit_philox4x32, philox4x32
+from tvm_intsmooth.smoothing.philox import (
+    WORD_MASK,
+    emit_philox4x32,
+    emit_philox4x32_lanes,
+    emit_round_keys,
+    philox4x32,
+)
 
 MAX_SAMPLE_INDEX = 2**32  # sample indices are one 32-bit counter word
 _SENTINEL = 2**63 - 1  # never < V, since V <= 2^63 - 1
+LANES = 16  # Philox blocks per vector: 16 words in uint64 lanes (two zmm, eight NEON registers)
+GUIDE_BITS = 12  # the guide table has 2^12 buckets of the folded uniform
+_SLOW = 1 << 16  # guide entry flag: the bucket holds more than one threshold
 
 
 def _check_int(value: object, name: str, low: int, high: int) -> int:
@@ -105,9 +120,25 @@ def _i64(value: int) -> tirx.PrimExpr:
 
 
 def _search_table(table: NoiseTable) -> list[int]:
-    """Left thresholds minus one (so ``A < V`` means ``T <= V``), padded to 2^m > K."""
-    size = 1 << table.K.bit_length()
+    """Left thresholds minus one (so ``A < V`` means ``T <= V``), padded to 2^m > K + 1 (at
+    least two sentinels: the guide reads the entry after the last threshold's)."""
+    size = 1 << (table.K + 1).bit_length()
     return [t - 1 for t in table.left_thresholds()] + [_SENTINEL] * (size - table.K)
+
+
+def _emit_count(search: tirx.Buffer, folded: tirx.PrimExpr) -> tirx.PrimExpr:
+    """Emit #{i : search[i] < folded} (a branch-free binary search over the power-of-two
+    table); return it as an int64 expression."""
+    # The search position lives in a local buffer: as a chain of bindings, TVM's buffer-region
+    # analysis expands it (each step uses the previous position twice) and takes minutes.
+    position = T.alloc_buffer((1,), "int64", scope="local")
+    T.buffer_store(position, _i64(0), [0])
+    step = int(search.shape[0]) // 2
+    while step >= 1:
+        below = search[position[0] + _i64(step - 1)] < folded
+        T.buffer_store(position, position[0] + tirx.Select(below, _i64(step), _i64(0)), [0])
+        step //= 2
+    return position[0]
 
 
 def _emit_lookup(table: NoiseTable, search: tirx.Buffer, hi: tirx.PrimExpr, lo: tirx.PrimExpr):
@@ -119,16 +150,7 @@ def _emit_lookup(table: NoiseTable, search: tirx.Buffer, hi: tirx.PrimExpr, lo: 
     else:
         mirror = ((_i64(WORD_MASK) - hi) << _i64(32)) | (_i64(WORD_MASK) - lo)
         folded = T.Bind(tirx.Select(upper, mirror, (hi << _i64(32)) | lo))
-    # The search position lives in a local buffer: as a chain of bindings, TVM's buffer-region
-    # analysis expands it (each step uses the previous position twice) and takes minutes.
-    position = T.alloc_buffer((1,), "int64", scope="local")
-    T.buffer_store(position, _i64(0), [0])
-    step = int(search.shape[0]) // 2
-    while step >= 1:
-        below = search[position[0] + _i64(step - 1)] < folded
-        T.buffer_store(position, position[0] + tirx.Select(below, _i64(step), _i64(0)), [0])
-        step //= 2
-    count = T.Bind(position[0])
+    count = T.Bind(_emit_count(search, folded))
     return T.Bind(tirx.Select(upper, _i64(table.K) - count, count - _i64(table.K)))
 
 
@@ -142,6 +164,76 @@ def _emit_block(table, search, out, row, block, sample, key, stream, positions: 
         else:
             k = _emit_lookup(table, search, words[p], None)
         T.buffer_store(out, tirx.Cast("int16", k), [row, block * per_block + p])
+
+
+def _emit_guide(table: NoiseTable, search: tirx.Buffer) -> tirx.Buffer:
+    """Emit the guide table of the folded uniforms V (``bits - 1`` bits): for bucket
+    ``b = V >> shift``, ``guide[b] = #{T <= b << shift}`` plus :data:`_SLOW` where a second
+    threshold lies inside the bucket. Where it does not, ``#{T <= V}`` is ``g + (T_g <= V)``
+    for ``g = guide[b]``: one comparison instead of a search."""
+    shift = table.bits - 1 - GUIDE_BITS
+    guide = T.alloc_buffer((1 << GUIDE_BITS,), "int32", scope="global")
+    position = T.alloc_buffer((1,), "int32", scope="local")
+    T.buffer_store(position, tirx.const(0, "int32"), [0])
+    with T.serial(0, 1 << GUIDE_BITS) as bucket:
+        start = T.Bind(tirx.Cast("int64", bucket) << _i64(shift))
+        with T.While(search[position[0]] < start):  # the sentinels end it
+            T.buffer_store(position, position[0] + 1, [0])
+        first = T.Bind(position[0])
+        second_inside = search[first + 1] < start + _i64((1 << shift) - 1)
+        flag = tirx.Select(second_inside, tirx.const(_SLOW, "int32"), tirx.const(0, "int32"))
+        T.buffer_store(guide, first + flag, [bucket])
+    return guide
+
+
+def _emit_chunks(table, search, guide, out, row, counter_rest, round_keys, chunks: int) -> None:
+    """Emit the noise of blocks ``0 .. chunks * LANES - 1`` of sample row ``row``: Philox on
+    :data:`LANES` uint32 lanes, the guided lookup on every lane, then, where a lane's uniform
+    fell into a bucket of several thresholds (the far tails, rare), the full search for it."""
+    per_block, bits, k_max = table.per_philox_block, table.bits, table.K
+    width = LANES * per_block  # noise values per chunk
+    shift = bits - 1 - GUIDE_BITS
+    state = T.alloc_buffer((4, LANES), "uint64", scope="local")
+    noise = T.alloc_buffer((width,), "int16", scope="local")
+    folded = T.alloc_buffer((width,), "int64", scope="local")
+    slow = T.alloc_buffer((width,), "int32", scope="local")  # 1: lower half, 2: upper half
+    pending = T.alloc_buffer((1,), "int32", scope="local")
+    zero, one = tirx.const(0, "int32"), tirx.const(1, "int32")
+    with T.serial(0, chunks) as chunk:
+        with T.vectorized(0, LANES) as lane:
+            block = tirx.Cast("uint64", chunk * LANES + lane)
+            words = emit_philox4x32_lanes([block, *counter_rest], round_keys, state, lane)
+            for p in range(per_block):
+                high = words[2 * p] if bits == 64 else words[p]
+                upper = high >= tirx.const(2**31, "uint64")
+                low = words[2 * p + 1] if bits == 64 else None
+                uniform = T.Bind(high if low is None else (high << tirx.const(32, "uint64")) | low)
+                mirror = uniform ^ tirx.const(2**bits - 1, "uint64")  # 2^bits - 1 - U
+                value = T.Bind(tirx.Cast("int64", tirx.Select(upper, mirror, uniform)))
+                entry = T.Bind(guide[tirx.Cast("int32", value >> _i64(shift))])
+                first = T.Bind(entry & tirx.const(_SLOW - 1, "int32"))
+                count = tirx.Cast("int64", first) + tirx.Select(search[first] < value, 1, 0)
+                at = lane * per_block + p
+                k = tirx.Select(upper, _i64(k_max) - count, count - _i64(k_max))
+                T.buffer_store(noise, tirx.Cast("int16", k), [at])
+                T.buffer_store(folded, value, [at])
+                side = tirx.Select(upper, tirx.const(2, "int32"), one)
+                T.buffer_store(slow, tirx.Select(entry >= _SLOW, side, zero), [at])
+        T.buffer_store(pending, zero, [0])
+        with T.serial(0, width) as i:
+            T.buffer_store(pending, pending[0] | slow[i], [0])
+        with (
+            T.If(pending[0] != zero),
+            T.Then(),
+            T.serial(0, width) as i,
+            T.If(slow[i] != zero),
+            T.Then(),
+        ):
+            count = T.Bind(_emit_count(search, folded[i]))
+            k = tirx.Select(slow[i] == 2, _i64(k_max) - count, count - _i64(k_max))
+            T.buffer_store(noise, tirx.Cast("int16", k), [i])
+        with T.vectorized(0, width) as i:
+            T.buffer_store(out, noise[i], [row, chunk * width + i])
 
 
 def noise_primfunc(
@@ -158,8 +250,8 @@ def noise_primfunc(
     added under, so one Relax module can hold several (say for the n0 and the n batch shapes),
     whereas a global symbol must be unique in a module. To build the PrimFunc on its own with
     ``tvm.compile``, give it a ``global_symbol`` (private functions get no packed entry point).
-    It is marked ``tirx.is_scheduled``, so tuning leaves it alone; its loops must not be
-    vectorized (see :func:`emit_philox4x32`).
+    It is marked ``tirx.is_scheduled`` (it comes scheduled: parallel over the samples,
+    vectorized inside), so tuning leaves it alone.
     """
     batch, num_coords = _check_shape(table, batch, num_coords)
     if batch * num_coords >= 2**31:
@@ -192,13 +284,19 @@ def noise_primfunc(
         search = T.alloc_buffer((len(search_values),), "int64", scope="global")
         for i, value in enumerate(search_values):
             T.buffer_store(search, _i64(value), [i])
+        chunks = full_blocks // LANES
+        guide = _emit_guide(table, search) if chunks else None
         key = [T.Bind(key_buf[0]), T.Bind(key_buf[1])]
         stream = [T.Bind(ctr_buf[0]), T.Bind(ctr_buf[1])]
         offset = T.Bind(ctr_buf[2])
         with T.parallel(0, batch) as row:
             sample = T.Bind(offset + tirx.Cast("int64", row))
-            if full_blocks:
-                with T.serial(0, full_blocks) as block:
+            if chunks:
+                round_keys = emit_round_keys(key)
+                rest = [tirx.Cast("uint64", w) for w in (sample, stream[0], stream[1])]
+                _emit_chunks(table, search, guide, out, row, rest, round_keys, chunks)
+            if full_blocks > chunks * LANES:
+                with T.serial(chunks * LANES, full_blocks) as block:
                     _emit_block(table, search, out, row, block, sample, key, stream, per_block)
             if remainder:
                 block = tirx.const(full_blocks, "int32")

@@ -118,3 +118,59 @@ def emit_philox4x32(
         for i, word in enumerate([hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0, k0, k1]):
             T.buffer_store(state, word, at(i))
     return [T.Bind(state[tuple(at(i))]) for i in range(4)]
+
+
+def _u32(value: int) -> tirx.PrimExpr:
+    return tirx.const(value, "uint32")
+
+
+def _u64(value: int) -> tirx.PrimExpr:
+    return tirx.const(value, "uint64")
+
+
+def emit_round_keys(key: Sequence[tirx.PrimExpr], rounds: int = DEFAULT_ROUNDS) -> tirx.Buffer:
+    """Emit the key schedule: a local uint64 (2, rounds) buffer with the key words of each round,
+    ``(k + r W) mod 2^32``, computed from int64 ``key`` words in [0, 2^32) without wrap-around
+    (the sum stays below 2^36). Call once, outside the loops that use it."""
+    keys = T.alloc_buffer((2, rounds), "uint64", scope="local")
+    for r in range(rounds):
+        for i, weyl in enumerate((PHILOX_W0, PHILOX_W1)):
+            word = (tirx.Cast("int64", key[i]) + _i64(r * weyl)) & _i64(WORD_MASK)
+            T.buffer_store(keys, tirx.Cast("uint64", word), [i, r])
+    return keys
+
+
+def emit_philox4x32_lanes(
+    counter: Sequence[tirx.PrimExpr],
+    round_keys: tirx.Buffer,
+    state: tirx.Buffer,
+    lane: tirx.PrimExpr,
+) -> list[tirx.Var]:
+    """Philox-4x32 for a loop marked vectorized: each 32-bit word in a uint64 lane, so that the
+    32 x 32 -> 64 bit products are one ``vpmuludq`` (x86, which multiplies the low 32 bits of
+    64-bit lanes: the mask on each multiplicand tells LLVM so) or ``umull`` (ARM) each, and the
+    high word one shift.
+
+    ``counter``: 4 uint64 expressions in [0, 2^32); ``round_keys``: from
+    :func:`emit_round_keys` (its second axis is the round count); ``state``: a uint64
+    (4, lanes) local buffer allocated outside the vectorized loop, ``lane`` that loop's variable
+    (see :func:`emit_philox4x32` for why). Every operation is exact without wrap-around:
+    products of two words are below 2^64; the key additions, the only wrapping step, are in
+    :func:`emit_round_keys`. Returns 4 uint64 word variables, each in [0, 2^32).
+    """
+    if len(counter) != 4:
+        raise ValueError(f"need 4 counter words, got {len(counter)}")
+    mask, high = _u64(WORD_MASK), _u64(32)
+    for i, word in enumerate(counter):
+        T.buffer_store(state, word, [i, lane])
+    # Between rounds the words' upper 32 bits may hold garbage (the low words are stored
+    # unmasked, and XORed into the next ones): only their low 32 bits are ever used, by the
+    # masked multiplications and by the final masks.
+    for r in range(int(round_keys.shape[1])):
+        c0, c1, c2, c3 = (T.Bind(state[i, lane]) for i in range(4))
+        p0 = T.Bind((c0 & mask) * _u64(PHILOX_M0))
+        p1 = T.Bind((c2 & mask) * _u64(PHILOX_M1))
+        words = [(p1 >> high) ^ c1 ^ round_keys[0, r], p1, (p0 >> high) ^ c3 ^ round_keys[1, r], p0]
+        for i, word in enumerate(words):
+            T.buffer_store(state, word, [i, lane])
+    return [T.Bind(state[i, lane] & mask) for i in range(4)]
