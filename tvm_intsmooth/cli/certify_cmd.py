@@ -45,11 +45,11 @@ def add_parser(sub) -> None:
             ". For each image: n0 noisy samples choose the class, n fresh samples (another stream) "
             "bound its probability (Clopper-Pearson at alpha, minus the sampler's TV bound) and "
             "give the radius sigma * Phi^-1(pA), or abstain. With --radii, estimation samples "
-            "are drawn in rounds (1000, 2000, 4000, ... up to --n-max) under an anytime-valid "
-            "bound until the largest listed radius that can be certified is decided, usually "
-            "after a few thousand samples; the rows then add the radius decided, the bound and "
-            "why it stopped (n is the samples used). Rows are flushed one by one; rerunning the "
-            "same command resumes after the last finished row."
+            "are drawn in rounds (1000, 1500, 2000, 2500, 3500, ... up to --n-max) under an "
+            "anytime-valid bound until the largest listed radius that can be certified is "
+            "decided, usually after a few thousand samples; the rows then add the radius decided, "
+            "the bound and why it stopped (n is the samples used). Rows are flushed one by one; "
+            "rerunning the same command resumes after the last finished row."
         ),
     )
     p.add_argument("artifact", type=Path, help="artifact folder from `intsmooth compile`")

@@ -134,11 +134,11 @@ class BaseSmoothedClassifier(abc.ABC):
         bound at ``alpha`` (:func:`tvm_intsmooth.certify.certify`): a :class:`Certificate`.
         With ``radii`` (increasing, e.g. ``[0.25, 0.5, 0.75]``) it is sequential certification
         (:func:`tvm_intsmooth.certify.certify_sequential`): samples are drawn up to the
-        checkpoints 1,000, 2,000, 4,000, ... of at most ``n_max`` (default 100,000), under an
-        anytime-valid bound at ``alpha``, until the largest certifiable listed radius is decided:
-        a :class:`SequentialCertificate` (``radius``: that listed radius; ``n``: the samples
-        used). ``index`` is the image's dataset index (it keeps images' noise apart); ``seed``
-        (64-bit) makes the result replayable: record both.
+        checkpoints 1,000, 1,500, 2,000, 2,500, 3,500, ... (at most ``n_max``, default 100,000)
+        under an anytime-valid bound at ``alpha``, until the largest certifiable listed radius
+        is decided: a :class:`SequentialCertificate` (``radius``: that listed radius; ``n``: the
+        samples used). ``index`` is the image's dataset index (it keeps images' noise apart);
+        ``seed`` (64-bit) makes the result replayable: record both.
         """
         if radii is None:
             if n_max is not None:
