@@ -13,27 +13,13 @@ from tvm_intsmooth.cli.common import (
     add_sampling_arguments,
     load_classifier,
     positive_int,
+    radii_list,
     run_metadata,
 )
 from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_args
 
 HELP = "certify the L2 robustness of a smoothed classifier on a dataset"
 DEFAULT_N = 100000
-
-
-def radii_list(text: str) -> tuple[float, ...]:
-    """``0.25,0.5,0.75`` -> (0.25, 0.5, 0.75): finite, >= 0, strictly increasing."""
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected radii separated by commas, e.g. 0.25,0.5,0.75"
-        ) from None
-    if not all(0.0 <= r < float("inf") for r in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: every radius must be a number >= 0")
-    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
-        raise argparse.ArgumentTypeError(f"{text!r}: list the radii in increasing order, once each")
-    return values
 
 
 def add_parser(sub) -> None:

@@ -39,6 +39,21 @@ def probability(text: str) -> float:
     return value
 
 
+def radii_list(text: str) -> tuple[float, ...]:
+    """``0.25,0.5,0.75`` -> (0.25, 0.5, 0.75): finite, >= 0, strictly increasing."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected radii separated by commas, e.g. 0.25,0.5,0.75"
+        ) from None
+    if not all(0.0 <= r < float("inf") for r in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every radius must be a number >= 0")
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise argparse.ArgumentTypeError(f"{text!r}: list the radii in increasing order, once each")
+    return values
+
+
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """--data, --skip and --max-images: the images a command runs on (certify, predict)."""
     p.add_argument(
