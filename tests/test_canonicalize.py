@@ -13,6 +13,7 @@ from tvm.script import tirx as T
 
 from tvm_intsmooth.transform import (
     CanonicalizeClip,
+    CanonicalizePRelu,
     CanonicalizeReductions,
     DropMonotoneHead,
     FoldBatchNorm,
@@ -370,3 +371,40 @@ def test_explicit_zero_pad_folds_into_the_convolution():
             return a
 
     tvm.ir.assert_structural_equal(_cleanup(FoldPadding()(Before)), Expected)
+
+
+def test_select_of_x_and_a_constant_multiple_becomes_prelu_or_leakyrelu():
+    """TVM's PyTorch frontend's PReLU: where(x > 0, x, alpha * x)."""
+    alpha = np.array([0.1, -0.2], "float32").reshape(1, 2, 1, 1)
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor(("batch", 2, 3, 3), "float32")):
+            with R.dataflow():
+                positive = R.greater(x, R.const(0.0, "float32"))
+                scaled = R.multiply(R.const(alpha), x)
+                p = R.where(positive, x, scaled)
+                nonnegative = R.greater_equal(p, R.const(0.0, "float32"))
+                leak = R.multiply(p, R.const(0.25, "float32"))
+                q = R.where(nonnegative, p, leak)
+                r = R.where(positive, leak, x)  # not x-or-alpha*x: kept
+                s = R.add(q, r)
+                R.output(s)
+            return s
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor(("batch", 2, 3, 3), "float32")):
+            with R.dataflow():
+                positive = R.greater(x, R.const(0.0, "float32"))
+                p = R.nn.prelu(x, R.const(alpha.reshape(2)), axis=1)
+                leak = R.multiply(p, R.const(0.25, "float32"))  # still read by r
+                q = R.nn.leakyrelu(p, alpha=0.25)
+                r = R.where(positive, leak, x)
+                s = R.add(q, r)
+                R.output(s)
+            return s
+
+    tvm.ir.assert_structural_equal(_cleanup(CanonicalizePRelu()(Before)), Expected)

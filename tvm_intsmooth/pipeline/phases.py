@@ -12,8 +12,9 @@ phase               passes                                     hands on
 float               (the imported module, before any pass)     float Relax, pixels / 255 in
 canonicalize        UnwrapSingleOutput, FoldConstant,          the forms QuantizeToInteger reads:
                     CanonicalizeClip, FoldBatchNorm,           clips, no batch_norm, non-negative
-                    FoldPadding, CanonicalizeReductions,       axes, global pooling as a mean,
-                    SymbolicBatch, DropMonotoneHead, DCE       batch ``batch``, logits out
+                    FoldPadding, CanonicalizePRelu,            axes, global pooling as a mean,
+                    CanonicalizeReductions, SymbolicBatch,     batch ``batch``, logits out
+                    DropMonotoneHead, DCE
 quantize_to_integer QuantizeToInteger (calibrated ranges in)   integer-only Relax, int pixels in
 inject_integer_noise InjectIntegerNoise                        (pixels, seed, counter, valid)
 count_votes         CountVotes                                 -> int32 votes per class
@@ -48,6 +49,7 @@ from tvm_intsmooth.transform import (
     AddArtifactFacts,
     ApplyTunedDatabase,
     CanonicalizeClip,
+    CanonicalizePRelu,
     CanonicalizeReductions,
     ConvertToBlockedInt8,
     CountVotes,
@@ -107,6 +109,7 @@ def canonicalize_phases() -> list[Phase]:
                     CanonicalizeClip(),
                     FoldBatchNorm(),
                     FoldPadding(),
+                    CanonicalizePRelu(),
                     CanonicalizeReductions(),
                     SymbolicBatch(),
                     rt.CanonicalizeBindings(),

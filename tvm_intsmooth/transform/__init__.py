@@ -6,9 +6,9 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 
 - canonicalization (what TVM's frontends emit -> what QuantizeToInteger reads):
   UnwrapSingleOutput (a 1-tuple output), CanonicalizeClip (TIR max/min, relu6, nested clips ->
-  one clip), FoldBatchNorm (into the conv/dense before it), FoldPadding (an explicit pad into the
-  conv/pool after it), CanonicalizeReductions (axes,
-  global pooling as a mean), SymbolicBatch (batch ``batch``, a fixed 1 made symbolic),
+  one clip), FoldBatchNorm (into the conv/dense before it), FoldPadding (an explicit pad into
+  the conv/pool after it), CanonicalizePRelu (a select of x and alpha * x as leakyrelu /
+  prelu), CanonicalizeReductions (axes, global pooling as a mean), SymbolicBatch (batch ``batch``, a fixed 1 made symbolic),
   DropMonotoneHead (a final softmax / log_softmax / increasing head);
 - QuantizeToInteger: float Relax -> integer-only Relax, from calibrated activation ranges;
 - InjectIntegerNoise: integer rounded-Gaussian noise from a Philox sampler, in the graph;
@@ -27,6 +27,7 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 from tvm_intsmooth.transform.add_artifact_facts import AddArtifactFacts
 from tvm_intsmooth.transform.apply_tuned_database import ApplyTunedDatabase
 from tvm_intsmooth.transform.canonicalize_clip import CanonicalizeClip
+from tvm_intsmooth.transform.canonicalize_prelu import CanonicalizePRelu
 from tvm_intsmooth.transform.canonicalize_reductions import CanonicalizeReductions
 from tvm_intsmooth.transform.check_integer_only import CheckIntegerOnly
 from tvm_intsmooth.transform.convert_to_blocked_int8 import ConvertToBlockedInt8
@@ -47,6 +48,7 @@ __all__ = [
     "AddArtifactFacts",
     "ApplyTunedDatabase",
     "CanonicalizeClip",
+    "CanonicalizePRelu",
     "CanonicalizeReductions",
     "CheckIntegerOnly",
     "ConvertToBlockedInt8",
