@@ -9,7 +9,8 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
   one clip), FoldBatchNorm (into the conv/dense before it), FoldPadding (an explicit pad into
   the conv/pool after it), CanonicalizePRelu (a select of x and alpha * x as leakyrelu /
   prelu), CanonicalizeReductions (axes, global pooling as a mean), SymbolicBatch (batch
-  ``batch``, a fixed 1 made symbolic), DropMonotoneHead (a final softmax / log_softmax / increasing head);
+  ``batch``, a fixed 1 made symbolic), DropMonotoneHead (a final softmax / log_softmax /
+  increasing head);
 - QuantizeToInteger: float Relax -> integer-only Relax, from calibrated activation ranges;
 - InjectIntegerNoise: integer rounded-Gaussian noise from a Philox sampler, in the graph;
 - CountVotes: the argmax of each noisy sample counted per class (int32 votes);
