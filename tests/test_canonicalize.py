@@ -408,3 +408,20 @@ def test_select_of_x_and_a_constant_multiple_becomes_prelu_or_leakyrelu():
             return s
 
     tvm.ir.assert_structural_equal(_cleanup(CanonicalizePRelu()(Before)), Expected)
+
+
+def test_the_phase_is_idempotent_names_included():
+    """A module canonicalized once (what calibrate keys its ranges by) is unchanged, binding
+    names included, when the registered pipeline canonicalizes it again."""
+    from onnx_models import residual_model
+
+    from tvm_intsmooth.pipeline import canonical_model
+
+    once = canonical_model(residual_model())
+    twice = canonical_model(once.mod)
+    tvm.ir.assert_structural_equal(once.mod["main"], twice.mod["main"])
+
+    def names(mod):
+        return [b.var.name for b in mod["main"].body.blocks[0].bindings]
+
+    assert names(once.mod) == names(twice.mod)

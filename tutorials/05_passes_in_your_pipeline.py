@@ -7,7 +7,7 @@ Fast mode: n = 300.
 
 Part 1, the passes one by one:
 
-1. import an ONNX classifier as a float Relax module;
+1. import an ONNX classifier as a float Relax module (TVM's from_onnx) and canonicalize it;
 2. calibrate it and rewrite it into integer-only arithmetic with QuantizeToInteger;
 3. compose InjectIntegerNoise and CountVotes with any other pass in a tvm.transform.Sequential;
 4. build, and certify one image with SmoothedClassifier.certify (Cohen et al.'s CERTIFY).
@@ -26,16 +26,19 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_intsmooth import SmoothedClassifier, build, calibrate, check_integer_only, import_onnx
+from tvm_intsmooth import SmoothedClassifier, build, calibrate, check_integer_only
 from tvm_intsmooth.assets import DEMO_DATA, DEMO_MODEL
 from tvm_intsmooth.data import load_npz
+from tvm_intsmooth.pipeline import canonical_model
 from tvm_intsmooth.transform import CountVotes, InjectIntegerNoise, QuantizeToInteger
 
 SIGMA, BATCH = 0.25, 100
 N = 300 if os.environ.get("INTSMOOTH_TUTORIAL_SMALL") == "1" else 2000  # the tests use 300
 
 images, labels = load_npz(DEMO_DATA)
-imported = import_onnx(DEMO_MODEL)  # float Relax, batch dimension symbolic
+# TVM's from_onnx, then the canonicalize phase (the forms QuantizeToInteger reads): calibration
+# keys its ranges by this module's variable names, so the passes below must get the same module.
+imported = canonical_model(DEMO_MODEL)  # float Relax, batch dimension symbolic
 ranges = calibrate(imported, images[:200]).ranges  # max |activation| per float variable
 
 noise = InjectIntegerNoise(SIGMA, BATCH)  # its .table holds the thresholds and the TV bound

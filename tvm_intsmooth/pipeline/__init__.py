@@ -4,6 +4,7 @@ and the entry points that run them: ``quantize_static``, ``smooth``, ``build``/`
 
 from tvm_intsmooth.pipeline.build import build, export, load, lower
 from tvm_intsmooth.pipeline.calibrate import Calibration, CalibrationReader, calibrate
+from tvm_intsmooth.pipeline.canonicalize import canonical_model
 from tvm_intsmooth.pipeline.phases import PHASES, Phase
 from tvm_intsmooth.pipeline.quantize import QuantizedModel, quantize_static
 from tvm_intsmooth.pipeline.relax_pipeline import IntSmoothPipeline
@@ -19,6 +20,7 @@ __all__ = [
     "SmoothedModel",
     "build",
     "calibrate",
+    "canonical_model",
     "export",
     "load",
     "lower",
