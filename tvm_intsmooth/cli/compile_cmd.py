@@ -76,11 +76,29 @@ def compile_artifact(
     return used
 
 
+def print_agreement(args: argparse.Namespace, smoothed) -> float:
+    """Print the top-1 agreement of the base classifier that is deployed (noisy calibration,
+    int16 noisy pixels) with the float model, on noisy held-out images."""
+    from tvm_intsmooth.importer import import_onnx
+    from tvm_intsmooth.runtime.agreement import held_out_images, noisy_agreement
+
+    images, where = held_out_images(args.calib, args.calib_images)
+    agreement = noisy_agreement(smoothed, import_onnx(args.model).mod, images)
+    print(
+        f"top-1 agreement float vs integer: {100 * agreement:.2f}% on one noisy copy of each "
+        f"of {where} (the deployed model: noisy calibration, int16 noisy pixels)"
+    )
+    return agreement
+
+
 def run(args: argparse.Namespace) -> int:
     from tvm_intsmooth.runtime.artifact import check_artifact_destination
 
     check_artifact_destination(args.output, args.force)  # before the long compile
     smoothed = smoothed_model(args, args.dump_ir)
+    for note in smoothed.quantized.notes:  # what canonicalization changed (a dropped softmax)
+        print(f"note: {note}")
+    print_agreement(args, smoothed)
     schedules = None if args.schedules == "none" else args.schedules
     used = compile_artifact(
         smoothed,

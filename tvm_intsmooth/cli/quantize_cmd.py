@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     agreement = float(np.mean(float_pred == int_pred))
     print(f"wrote {args.output} (integer-only: no floating-point dtype or op)")
     print(
-        f"top-1 agreement float vs integer: {100 * agreement:.2f}% on {len(x)} images "
-        f"of {args.eval or args.calib}"
+        f"top-1 agreement float vs integer: {100 * agreement:.2f}% on {len(x)} clean images "
+        f"of {args.eval or args.calib} ({args.input_dtype} input, calibrated on clean images; "
+        "`intsmooth compile` reports the noisy-calibrated int16 model it deploys)"
     )
     print(
         f"accuracy: float {100 * np.mean(float_pred == y):.2f}%, "
