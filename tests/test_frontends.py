@@ -109,3 +109,27 @@ def test_parameters_as_inputs_are_a_clear_error():
 def test_other_objects_are_a_clear_error():
     with pytest.raises(tis.IntSmoothError, match="expected an ONNX file path"):
         tis.quantize_static(42, np.zeros((1, 1, 28, 28), np.uint8))
+
+
+def test_torch_export_with_a_fixed_batch_gives_the_graph_of_a_dynamic_one():
+    """torch.export without dynamic_shapes fixes the batch at the example's 1 (the mean over
+    [-2, -1] and x.view(x.size(0), -1) included): the same integer graph as a dynamic export."""
+    torch = pytest.importorskip("torch")
+    import sys
+    from pathlib import Path
+
+    import tvm
+
+    sys.path.insert(0, str(Path(__file__).parent / "zoo"))
+    from models import EfficientNetLite
+
+    torch.manual_seed(0)
+    net = EfficientNetLite().eval()
+    images = np.random.default_rng(0).integers(0, 256, (16, 3, 32, 32), dtype=np.uint8)
+    fixed = torch.export.export(net, (torch.zeros(1, 3, 32, 32),))
+    dynamic = torch.export.export(
+        net, (torch.zeros(2, 3, 32, 32),), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
+    )
+    a, b = (tis.quantize_static(p, images).mod["main"] for p in (fixed, dynamic))
+    assert str(a.params[0].ty.shape[0]) == "batch"
+    tvm.ir.assert_structural_equal(a, b, map_free_vars=True)
