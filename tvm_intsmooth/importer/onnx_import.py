@@ -114,8 +114,8 @@ def _check_finite(values: dict[str, np.ndarray], where: str) -> None:
         )
 
 
-def _inferred(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[int | None]]]:
-    """The model with ONNX shape inference applied, and the static shape of each value."""
+def _static_shapes(proto: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """The static shape of each value of the graph, from ONNX shape inference."""
     try:
         inferred = onnx.shape_inference.infer_shapes(proto)
     except Exception:  # a model shape inference cannot read: convert it as it is
@@ -129,7 +129,7 @@ def _inferred(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[i
             shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     for init in graph.initializer:
         shapes[init.name] = list(init.dims)
-    return inferred, shapes
+    return shapes
 
 
 def _explicit_pads(proto: onnx.ModelProto, shapes: dict[str, list[int | None]], where: str):
@@ -202,7 +202,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto) -> ImportedModel:
             f"ONNX model {where} has {len(graph.output)} outputs; a classifier has one (logits)."
         )
     _check_finite(_constants(graph), where)
-    inferred, shapes = _inferred(proto)
+    shapes = _static_shapes(proto)
     ranks = {name: len(shape) for name, shape in shapes.items()}
     prescan(graph, graph_input.name, ranks, where)
     out_shape = shapes.get(graph.output[0].name)
