@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -11,6 +12,23 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from onnx_models import TEST_MODELS  # noqa: E402
+
+
+def _shipped_schedules() -> dict[str, str]:
+    root = Path(__file__).resolve().parent.parent / "schedules"
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shipped_schedules_unchanged():
+    """No test (tune tests included) writes the shipped databases under schedules/."""
+    before = _shipped_schedules()
+    yield
+    assert _shipped_schedules() == before, "a test changed the shipped databases in schedules/"
 
 
 def random_images(shape, n, seed):

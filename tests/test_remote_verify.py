@@ -138,10 +138,9 @@ def test_rpc_forger_is_refused_unless_verify_is_0(setup, tmp_path):
         proc = certify(setup, tmp_path / "trusted.tsv", *device, "--verify", "0")
         assert proc.returncode == 0, proc.stderr
         forged = rows(tmp_path / "trusted.tsv")
-        nA = {idx: int(row[5]) for idx, row in honest.items()}  # noqa: N806
-        assert {idx: int(row[5]) for idx, row in forged.items()} == {
-            idx: n - 300 for idx, n in nA.items()  # 300 batches, one vote moved in each
-        }
+        # 300 estimation batches, one vote moved out of class 0 in each
+        want = {idx: int(row[5]) - 300 for idx, row in honest.items()}
+        assert {idx: int(row[5]) for idx, row in forged.items()} == want
         assert intsmooth(*predict, *device, "--verify", "0").returncode == 0
 
 

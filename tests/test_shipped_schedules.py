@@ -64,8 +64,8 @@ SHIPPED_IDS = {"ids": lambda p: f"{p.parent.parent.name}-{p.parent.name}"}
 
 
 @pytest.mark.parametrize("info_path", SHIPPED, **SHIPPED_IDS)
-def test_shipped_database_matches_its_bundled_model(info_path, monkeypatch):
-    monkeypatch.delenv("INTSMOOTH_SCHEDULES", raising=False)
+def test_shipped_database_matches_its_bundled_model(info_path, monkeypatch, tmp_path):
+    monkeypatch.setenv("INTSMOOTH_SCHEDULES", str(tmp_path))  # no database of the user's
     info, spec, smoothed, _ = _bundled_smoothed(info_path, sigma=0.12)
     fused = fused_module(smoothed.mod, spec)
     key = workload_key(fused)
@@ -89,8 +89,8 @@ def _classifier(smoothed, spec, schedules) -> tuple[SmoothedClassifier, Schedule
 
 @pytest.mark.slow
 @pytest.mark.parametrize("info_path", SHIPPED, **SHIPPED_IDS)
-def test_tuned_counts_equal_untuned_and_numpy(info_path, monkeypatch):
-    monkeypatch.delenv("INTSMOOTH_SCHEDULES", raising=False)
+def test_tuned_counts_equal_untuned_and_numpy(info_path, monkeypatch, tmp_path):
+    monkeypatch.setenv("INTSMOOTH_SCHEDULES", str(tmp_path))  # no database of the user's
     name = info_path.parent.parent.name
     if not host_can_run(name):
         pytest.skip(f"this CPU lacks the instructions of {name}: its tuned kernels cannot run here")

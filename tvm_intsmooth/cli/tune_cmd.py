@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tvm_intsmooth.cli.common import positive_int
@@ -26,10 +27,15 @@ def add_parser(sub) -> None:
         + (
             ": builds the smoothed graph as `intsmooth compile` does, tunes its convolutions and "
             "dense layers with the target's tensorizing rules and the XGBoost cost model, and "
-            "writes the database to schedules/<target>/<key>/, where `intsmooth compile` finds "
-            "it for every model of the same architecture and shapes (weights, calibration data "
-            "and sigma do not matter). Candidates are timed on this machine, which must have "
-            "the target's instruction set; an ARM board is tuned over RPC (--rpc/--tracker)."
+            "writes the database to <target>/<key>/ in the user's folder ($INTSMOOTH_SCHEDULES, "
+            "else ~/.cache/tvm_intsmooth/schedules; never the installed package), where "
+            "`intsmooth compile` finds it for every model of the same architecture and shapes "
+            "(weights, calibration data and sigma do not matter). It merges into the database "
+            "there (or the shipped one): the faster record of each kernel is kept, no trial is "
+            "dropped. The database is saved after every search round; Ctrl-C stops after the "
+            "candidate that is running and keeps what was measured. Candidates are timed on "
+            "this machine, which must have the target's instruction set; an ARM board is tuned "
+            "over RPC (--rpc/--tracker)."
         ),
     )
     add_smoothing_arguments(p)
@@ -62,7 +68,13 @@ def add_parser(sub) -> None:
         type=Path,
         default=TUNE_DEFAULTS["output"],
         metavar="DB",
-        help="database folder (default: schedules/<target>/<workload key>/)",
+        help="database folder (default: <target>/<workload key>/ in the user's folder); an "
+        "existing folder must be a database written by intsmooth, which is merged into",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace -o even if it is not a database written by intsmooth",
     )
     add_device_arguments(p)
     p.set_defaults(run=run)
@@ -84,6 +96,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         keep=args.keep,
         command=tune_command(args, args.trials, **{k: getattr(args, k) for k in TUNE_DEFAULTS}),
+        progress=not args.quiet,
+        force=args.force,
     )
     print(result.summary())
+    if result.interrupted:
+        print(
+            f"intsmooth tune: interrupted: the {result.trials} trials measured are kept in "
+            f"{result.path}; the same command continues (it merges into it)",
+            file=sys.stderr,
+        )
+        return 130
     return 0

@@ -12,12 +12,16 @@ created, in MutateComputeLocation and MutateParallel).
 The runner (where candidates are timed) and the builder are arguments, so that an ARM board can
 be tuned over RPC (``runner=ms.runner.RPCRunner(...)``); by default candidates are built and
 timed on this machine, which must then have the target's instruction set.
+
+Nothing is lost: the database is written to the user's folder (never the installed package's),
+merged into the database already there (the faster record of each workload is kept, and every
+workload of either), saved after every round, and Ctrl-C stops the search after the candidate
+that is running and keeps what was measured (:mod:`.tune_control`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import shlex
@@ -38,15 +42,26 @@ from tvm.s_tir import meta_schedule as ms
 from tvm_intsmooth.compat import filtered_stderr
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.pipeline.phases import fused_module
+from tvm_intsmooth.pipeline.tune_control import (
+    INTERRUPTED,
+    RoundEnd,
+    StopOnInterrupt,
+    StoppableRunner,
+    ignore_sigint,
+)
 from tvm_intsmooth.schedule.blocked_kernels import DATA_MAX_ATTR
 from tvm_intsmooth.schedule.database import (
-    INFO,
     MODULE_EQUALITY,
+    TunedDatabase,
+    find_database,
+    load_database,
+    merge_records,
     register_intrinsics,
     save_database,
-    schedules_dir,
+    user_schedules_dir,
     workload_key,
 )
+from tvm_intsmooth.schedule.database_folder import check_destination
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target
 
 __all__ = [
@@ -91,6 +106,7 @@ class TuneResult:
     target: str
     tasks: list[TaskResult] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
 
     @property
     def trials(self) -> int:
@@ -300,6 +316,7 @@ def default_builder(spec: TargetSpec) -> ms.builder.Builder:
         timeout_sec=BUILD_TIMEOUT_S,
         f_build=build_candidate,
         f_export=functools.partial(export_candidate, spec.cross_compiler),
+        initializer=ignore_sigint,
     )
 
 
@@ -315,6 +332,8 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
         result = self.results[task_id]
         for run in runner_results:
+            if run.error_msg == INTERRUPTED:
+                continue
             result.trials += 1
             if run.error_msg is None and run.run_secs:
                 seconds = sum(float(s) for s in run.run_secs) / len(run.run_secs)
@@ -378,33 +397,31 @@ def _measure(funcs: list[tirx.PrimFunc], spec, builder, runner) -> list[float | 
     return times
 
 
-def keep_best(
-    database: ms.database.Database,
-    found: list,
-    results: list[TaskResult],
-    spec: TargetSpec,
-    builder: ms.builder.Builder,
-    runner: ms.runner.Runner,
-    keep: str,
-    out: Path,
+def measure_defaults(
+    found: list, results: list[TaskResult], spec: TargetSpec, builder, runner
 ) -> None:
-    """Write the best record of every tuned task of ``found`` (from :func:`tunable_tasks`) to
-    the database folder ``out``: with ``keep="faster"`` only where it beats the schedule the
-    untuned build gives the task, timed here with the same builder and runner."""
-    best = _best_records(database)
-    mods = [t.dispatched[0] for t, _ in found]
-    untuned = [default_schedule(m["main"], spec) for m in mods]
-    defaults = _measure(untuned, spec, builder, runner)
-    kept = []
-    for task_mod, task, default_us in zip(mods, results, defaults, strict=True):
-        record = best.get(_workload_hash(task_mod))
+    """Time the schedule that the untuned build gives every task of ``found`` (from
+    :func:`tunable_tasks`) with the tuning's builder and runner, into ``results``."""
+    untuned = [default_schedule(t.dispatched[0]["main"], spec) for t, _ in found]
+    for task, default_us in zip(results, _measure(untuned, spec, builder, runner), strict=True):
         task.default_us = default_us
+
+
+def keep_best(
+    database: ms.database.Database, found: list, results: list[TaskResult], keep: str
+) -> list[ms.database.TuningRecord]:
+    """The best record of every tuned task of ``found``: with ``keep="faster"`` only where it
+    beats the schedule the untuned build gives the task (:func:`measure_defaults`)."""
+    best = _best_records(database)
+    kept = []
+    for (task_, _), task in zip(found, results, strict=True):
+        record = best.get(_workload_hash(task_.dispatched[0]))
         tuned = record is not None and task.best_us is not None
-        faster = tuned and (default_us is None or task.best_us < default_us)
+        faster = tuned and (task.default_us is None or task.best_us < task.default_us)
         task.kept = tuned and (keep == "all" or faster)
         if task.kept:
             kept.append(record)
-    save_database(kept, out)
+    return kept
 
 
 def tune(
@@ -420,6 +437,7 @@ def tune(
     keep: str = "faster",
     progress: bool = True,
     command: str | None = None,
+    force: bool = False,
 ) -> TuneResult:
     """Tune the convolutions and dense layers of a smoothed classifier for ``target``.
 
@@ -429,8 +447,11 @@ def tune(
         target: anything :func:`resolve_target` accepts.
         trials: measured candidates in all (MetaSchedule's ``max_trials_global``), shared
             among the tasks by the gradient task scheduler.
-        output: the database folder (default ``schedules/<target>/<key>``, where the build
-            finds it).
+        output: the database folder (default ``<target>/<key>`` in the user's folder,
+            :func:`~tvm_intsmooth.schedule.database.user_schedules_dir`, where the build finds
+            it; never the installed package's). An existing database there is merged into: the
+            faster record of each workload is kept, and every workload of either. Without
+            ``output``, a shipped database for the key is merged in the same way.
         runner: where candidates run (default: a LocalRunner on this machine); pass an
             ``ms.runner.RPCRunner`` to time them on a board.
         builder: how candidates are built (default: :func:`default_builder`).
@@ -441,10 +462,17 @@ def tune(
             kernel's best tuned schedule.
         progress: show a progress bar on stderr.
         command: the command line to record in ``info.json`` (default: ``sys.argv``).
+        force: write ``output`` even where it is a folder that is not a database of ours.
 
     Returns:
-        A :class:`TuneResult` (its ``summary()`` is a table of the tasks). An interrupt
-        (Ctrl-C) ends the search early and keeps what was tuned until then.
+        A :class:`TuneResult` (its ``summary()`` is a table of the tasks). Ctrl-C stops the
+        search after the candidate that is running and keeps what was measured
+        (``result.interrupted``, and ``"interrupted": true`` in info.json). The database is saved
+        after every round, so a crash loses at most the round in progress.
+
+    Raises:
+        IntSmoothError: the output folder is not ours, or cannot be written (the search stops at
+            once and the last save is kept).
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise IntSmoothError(f"trials must be a positive integer, got {trials!r}.")
@@ -462,56 +490,148 @@ def tune(
             "tune: the module has no convolution or dense layer (no multiply-accumulate "
             "reduction) to tune."
         )
-    out = Path(output) if output is not None else schedules_dir() / spec.resolved_name / key
+    out = Path(output) if output is not None else user_schedules_dir() / spec.resolved_name / key
+    check_destination(out, force)
+    base = _base_database(out, spec, key, default=output is None)
     builder = builder if builder is not None else default_builder(spec)
-    runner = runner if runner is not None else ms.runner.LocalRunner()
+    runner = runner if runner is not None else ms.runner.LocalRunner(initializer=ignore_sigint)
     results = [TaskResult(t.task_name, macs, int(t.weight)) for t, macs in found]
-    console_level = _quiet_meta_schedule_console()
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="intsmooth_tune_") as work:
-        contexts = _tune_contexts(spec, [t for t, _ in found], work, trials_per_iter, seed)
-        weights = [float(t.weight) for t, _ in found]
-        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(console_level)
-        database = ms.database.JSONDatabase(work_dir=work, module_equality=MODULE_EQUALITY)
-        interrupted = False
-        with (
-            filtered_stderr(),
-            tqdm(total=trials, unit="trial", disable=not progress, desc="tuning") as bar,
-        ):
-            try:
-                ms.tune.tune_tasks(
-                    tasks=contexts,
-                    task_weights=weights,
-                    work_dir=work,
-                    max_trials_global=trials,
-                    num_trials_per_iter=min(trials_per_iter, trials),
-                    builder=builder,
-                    runner=runner,
-                    cost_model=ms.cost_model.XGBModel(
-                        extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True
-                    ),
-                    measure_callbacks=[
-                        *ms.measure_callback.MeasureCallback.create("default"),
-                        _Progress(results, bar),
-                    ],
-                    database=database,
-                    module_equality=MODULE_EQUALITY,
-                )
-            except KeyboardInterrupt:  # Ctrl-C: keep what is tuned so far
-                interrupted = True
-        keep_best(database, found, results, spec, builder, runner, keep, out)
-    result = TuneResult(out, key, spec.resolved_name, results, time.perf_counter() - start)
+    result = TuneResult(out, key, spec.resolved_name, results)
     info = {
         "key": key,
         "target": spec.resolved_name,
         "target_config": str(spec.target),
         "tvm": tvm.__version__,
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "trials": result.trials,
         "keep": keep,
-        "interrupted": interrupted,
-        "minutes": round(result.seconds / 60, 1),
-        "tasks": [{**asdict(t), "gmacs": t.gmacs} for t in results],
     }
-    (out / INFO).write_text(json.dumps(info, indent=1) + "\n")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="intsmooth_tune_") as work:
+        contexts = _tune_contexts(spec, [t for t, _ in found], work, trials_per_iter, seed)
+        database = ms.database.JSONDatabase(work_dir=work, module_equality=MODULE_EQUALITY)
+        measure_defaults(found, results, spec, builder, runner)  # before: every save is pruned
+
+        def save(complete: bool = False) -> None:
+            result.seconds = time.perf_counter() - start
+            kept = keep_best(database, found, results, keep)
+            _save(out, base, kept, result, {**info, "interrupted": stop.requested}, complete)
+
+        with StopOnInterrupt() as stop:
+            round_end = RoundEnd(stop, save)
+            _search(
+                contexts,
+                found,
+                work,
+                database,
+                StoppableRunner(runner, stop),
+                [_Progress(results, None), round_end],
+                trials=trials,
+                trials_per_iter=trials_per_iter,
+                builder=builder,
+                progress=progress,
+            )
+        result.interrupted = stop.requested
+        if round_end.error is None:
+            try:
+                save(complete=True)
+            except OSError as err:
+                round_end.error = err
+    if round_end.error is not None:
+        raise _disk_error(out, round_end.error, result)
     return result
+
+
+def _search(
+    contexts,
+    found,
+    work,
+    database,
+    runner,
+    callbacks,
+    *,
+    trials,
+    trials_per_iter,
+    builder,
+    progress,
+) -> None:
+    """MetaSchedule's search over ``contexts`` (its console quiet, a progress bar that the
+    first of ``callbacks``, a :class:`_Progress`, advances)."""
+    console_level = _quiet_meta_schedule_console()
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(console_level)
+    with (
+        filtered_stderr(),
+        tqdm(total=trials, unit="trial", disable=not progress, desc="tuning") as bar,
+    ):
+        callbacks[0].bar = bar
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=[float(t.weight) for t, _ in found],
+            work_dir=work,
+            max_trials_global=trials,
+            num_trials_per_iter=min(trials_per_iter, trials),
+            builder=builder,
+            runner=runner,
+            cost_model=ms.cost_model.XGBModel(
+                extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True
+            ),
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), *callbacks],
+            database=database,
+            module_equality=MODULE_EQUALITY,
+        )
+
+
+def _base_database(out: Path, spec: TargetSpec, key: str, default: bool) -> TunedDatabase | None:
+    """The database that tune merges into: the one at ``out``, else (for the default output)
+    the shipped one for the key, else None."""
+    if (out / "info.json").is_file():
+        return load_database(out, spec)
+    if default:
+        shipped = find_database(key, spec)
+        return shipped if shipped is not None and shipped.path != out else None
+    return None
+
+
+def _save(
+    out: Path,
+    base: TunedDatabase | None,
+    kept: list,
+    result: TuneResult,
+    info: dict,
+    complete: bool,
+) -> None:
+    """Write ``kept`` merged into ``base`` to ``out``, with info.json: this run's tasks merged
+    into the base's, the trials of both."""
+    old = base.info if base is not None else {}
+    records = base.database.get_all_tuning_records() if base is not None else []
+    tasks = {t.get("name"): t for t in old.get("tasks", [])}
+    for task in result.tasks:
+        before = tasks.get(task.name, {})
+        merged = {**asdict(task), "gmacs": task.gmacs}
+        merged["trials"] += int(before.get("trials", 0))
+        if before.get("best_us") and (not task.best_us or before["best_us"] < task.best_us):
+            merged.update(best_us=before["best_us"], gmacs=before.get("gmacs"))
+        merged["kept"] = task.kept or bool(before.get("kept"))
+        tasks[task.name] = merged
+    save_database(
+        merge_records(records, kept),
+        out,
+        {
+            **info,
+            "trials": int(old.get("trials", 0)) + result.trials,
+            "complete": complete,
+            "minutes": round(float(old.get("minutes", 0)) + result.seconds / 60, 1),
+            "merged_into": str(base.path) if base is not None else None,
+            "tasks": list(tasks.values()),
+        },
+    )
+
+
+def _disk_error(out: Path, err: OSError, result: TuneResult) -> IntSmoothError:
+    where = err.filename or out
+    return IntSmoothError(
+        f"tune: writing the database {where} failed ({err.strerror or err}) after "
+        f"{result.trials} trials, so the search stopped. {out} holds the database as saved "
+        "after the last round that could be written (nothing saved before is lost). Free "
+        "space (or fix the folder's permissions) and run the same command again: it merges "
+        "into that database."
+    )

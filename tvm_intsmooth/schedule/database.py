@@ -1,9 +1,12 @@
 """Tuned schedule databases: where they live, which one fits a module, applying it in the build.
 
-A database is a folder ``schedules/<target>/<key>/`` holding MetaSchedule's JSON database
+A database is a folder ``<target>/<key>/`` holding MetaSchedule's JSON database
 (``database_workload.json.gz``: the tuned PrimFuncs, gzipped since MetaSchedule stores each as
 about 100 kB of base64; ``database_tuning_record.json``: the best schedule trace of each) and
-``info.json`` (the command that made it, trials, best time of each kernel).
+``info.json`` (the command that made it, trials, best time of each kernel, the target, the TVM
+version and the files' SHA-256, checked when it is loaded: :mod:`.database_folder`). Databases
+are looked up in the user's folder (:func:`user_schedules_dir`, where ``intsmooth tune`` writes)
+and then in the shipped ones (:func:`schedules_dir`), which nothing writes.
 
 ``key`` is a hash of every PrimFunc of the module as the build schedules it (after the blocked
 layout, legalization and fusion), except the ones that come scheduled (the noise sampler, which
@@ -19,9 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,37 +33,48 @@ from tvm import tirx
 from tvm.s_tir import meta_schedule as ms
 
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.schedule.database_folder import (
+    INFO,
+    RECORDS,
+    SCHEDULES_ENV,
+    WORKLOADS,
+    WORKLOADS_GZ,
+    check_info,
+    damaged_files,
+    read_info,
+    user_schedules_dir,
+    write_folder,
+)
 from tvm_intsmooth.schedule.targets import TargetSpec, resolve_target, targets_dir
 
 __all__ = [
+    "INFO",
     "MODULE_EQUALITY",
+    "RECORDS",
+    "SCHEDULES_ENV",
+    "WORKLOADS",
+    "WORKLOADS_GZ",
     "ScheduleLookup",
     "TunedDatabase",
     "find_database",
     "load_database",
+    "merge_records",
     "save_database",
     "schedules_dir",
+    "user_schedules_dir",
     "workload_key",
 ]
 
 # Workloads are compared as MetaSchedule's "ignore-tensor" equality does: structure and shapes,
 # never the bytes of a constant.
 MODULE_EQUALITY = "ignore-tensor"
-WORKLOADS = "database_workload.json"
-WORKLOADS_GZ = WORKLOADS + ".gz"
-RECORDS = "database_tuning_record.json"
-INFO = "info.json"
 AUTO = "auto"
 
 
-SCHEDULES_ENV = "INTSMOOTH_SCHEDULES"
-
-
 def schedules_dir() -> Path:
-    """Where databases are looked up and written by default: ``$INTSMOOTH_SCHEDULES`` if set,
-    else the shipped ones, schedules/ beside targets/ (checkout or installed share folder)."""
-    override = os.environ.get(SCHEDULES_ENV)
-    return Path(override) if override else targets_dir().parent / "schedules"
+    """The shipped databases: schedules/ beside targets/ (checkout or installed share folder),
+    looked up after the user's (:func:`user_schedules_dir`) and never written."""
+    return targets_dir().parent / "schedules"
 
 
 def _schedulable(func) -> bool:
@@ -110,8 +122,11 @@ class TunedDatabase:
         return f"{self.path} ({self.info.get('target', self.path.parent.name)}{made})"
 
 
-def load_database(path: str | os.PathLike) -> TunedDatabase:
-    """Open a database folder written by :func:`tvm_intsmooth.pipeline.tune.tune`."""
+def load_database(path: str | os.PathLike, target: TargetSpec | str | None = None) -> TunedDatabase:
+    """Open a database folder written by :func:`tvm_intsmooth.pipeline.tune.tune`; with
+    ``target``, for a build for that target. Its files must be those info.json records, tuned
+    for ``target`` with this TVM version: else an IntSmoothError that names the file and says
+    what to do."""
     path = Path(path)
     missing = [name for name in (WORKLOADS_GZ, RECORDS) if not (path / name).is_file()]
     if missing:
@@ -119,9 +134,10 @@ def load_database(path: str | os.PathLike) -> TunedDatabase:
             f"schedule database {path}: {', '.join(missing)} not found (a database folder holds "
             f"{WORKLOADS_GZ} and {RECORDS}, as written by `intsmooth tune`)."
         )
+    info = read_info(path)
+    check_info(path, info, None if target is None else resolve_target(target))
     register_intrinsics()  # the records' traces name them
     try:
-        info = json.loads((path / INFO).read_text()) if (path / INFO).is_file() else {}
         with tempfile.TemporaryDirectory(prefix="intsmooth_db_") as tmp:
             # JSONDatabase reads both files when it is made and writes only on commit.
             (Path(tmp) / WORKLOADS).write_bytes(gzip.decompress((path / WORKLOADS_GZ).read_bytes()))
@@ -131,16 +147,34 @@ def load_database(path: str | os.PathLike) -> TunedDatabase:
                 allow_missing=False,
                 module_equality=MODULE_EQUALITY,
             )
-    except (OSError, ValueError, RuntimeError) as err:
-        raise IntSmoothError(f"schedule database {path} is unreadable: {err}") from None
+    except Exception as err:  # gzip, JSON and MetaSchedule's parser each raise their own
+        raise damaged_files(path, err) from None
     return TunedDatabase(path, database, info)
 
 
-def save_database(records: list[ms.database.TuningRecord], path: str | os.PathLike) -> Path:
-    """Write ``records`` (with their workloads) as a database folder readable by
-    :func:`load_database`."""
+def _mean_seconds(record: ms.database.TuningRecord) -> float:
+    runs = [float(s) for s in (record.run_secs or [])]
+    return sum(runs) / len(runs) if runs else float("inf")
+
+
+def merge_records(*lists: list[ms.database.TuningRecord]) -> list[ms.database.TuningRecord]:
+    """The fastest record of every workload found in any of ``lists`` (workloads compared as
+    MetaSchedule's "ignore-tensor" equality does); a workload of one list only is kept."""
+    best: dict[int, ms.database.TuningRecord] = {}
+    for records in lists:
+        for record in records:
+            key = tvm_ffi.structural_hash(record.workload.mod, skip_tensor_content=True)
+            if key not in best or _mean_seconds(record) < _mean_seconds(best[key]):
+                best[key] = record
+    return list(best.values())
+
+
+def save_database(
+    records: list[ms.database.TuningRecord], path: str | os.PathLike, info: dict | None = None
+) -> Path:
+    """Write ``records`` (with their workloads) and ``info`` as a database folder readable by
+    :func:`load_database`, whole or not at all (:func:`~.database_folder.write_folder`)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="intsmooth_db_") as tmp:
         out = ms.database.JSONDatabase(
             str(Path(tmp) / WORKLOADS), str(Path(tmp) / RECORDS), module_equality=MODULE_EQUALITY
@@ -152,18 +186,21 @@ def save_database(records: list[ms.database.TuningRecord], path: str | os.PathLi
                     record.trace, workload, record.run_secs, record.target, record.args_info
                 )
             )
-        workloads = (Path(tmp) / WORKLOADS).read_bytes()
-        (path / WORKLOADS_GZ).write_bytes(gzip.compress(workloads, mtime=0))
-        shutil.copyfile(Path(tmp) / RECORDS, path / RECORDS)
-    return path
+        workloads = gzip.compress((Path(tmp) / WORKLOADS).read_bytes(), mtime=0)
+        tuned = (Path(tmp) / RECORDS).read_bytes()
+    return write_folder(path, workloads, tuned, info or {})
 
 
 def find_database(key: str, target: TargetSpec | str) -> TunedDatabase | None:
-    """The database for workload ``key`` on ``target`` in :func:`schedules_dir`, or None
-    (``host`` looks under the bundled target it resolves to, e.g. ``x86-vnni``)."""
+    """The database for workload ``key`` on ``target``: the user's (:func:`user_schedules_dir`)
+    if there is one, else the shipped one (:func:`schedules_dir`), else None (``host`` looks
+    under the bundled target it resolves to, e.g. ``x86-vnni``)."""
     spec = resolve_target(target)
-    folder = schedules_dir() / spec.resolved_name / key
-    return load_database(folder) if (folder / RECORDS).is_file() else None
+    for root in (user_schedules_dir(), schedules_dir()):
+        folder = root / spec.resolved_name / key
+        if (folder / RECORDS).is_file():
+            return load_database(folder, spec)
+    return None
 
 
 class ScheduleLookup:
@@ -195,7 +232,7 @@ class ScheduleLookup:
             return self.schedules
         if isinstance(self.schedules, str) and self.schedules == AUTO:
             return find_database(self.key, self.spec)
-        return load_database(self.schedules)
+        return load_database(self.schedules, self.spec)
 
     def apply(self, fused: tvm.IRModule) -> tvm.IRModule:
         """Apply the database to the fused module (PrimFuncs it has no record for stay as
