@@ -50,21 +50,36 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
+def _named(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` when it names no file (os.write on a descriptor does not)."""
+    return err if err.filename is not None else OSError(err.errno, err.strerror, str(path))
+
+
 def write_json_durably(path: Path, obj: Mapping[str, Any]) -> None:
-    """Write ``path`` atomically: a temporary file of this writer's own, fsync, rename."""
+    """Write ``path`` atomically: a temporary file of this writer's own, fsync, rename. An
+    OSError (a full disk) leaves ``path`` as it was, and names it."""
     text = json.dumps(obj, default=json_default, sort_keys=True, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    write_durably(path, text.encode("utf-8"))
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`write_json_durably`)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _named(err, path) from None
     try:
         os.fchmod(fd, 0o644)
-        _write_all(fd, text.encode("utf-8"))
+        _write_all(fd, data)
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as err:
+        raise _named(err, path) from None
+    finally:
         if fd >= 0:
             os.close(fd)
         Path(tmp).unlink(missing_ok=True)
-        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -208,7 +223,10 @@ class ResultsWriter:
             parse_row(line[:-1].split("\t"), columns_for(self.metadata), self.metadata)
         except (ValueError, IntSmoothError) as err:
             raise IntSmoothError(f"{self.path}: refusing to write row {row}: {err}") from err
-        _write_all(self._fd, line.encode("utf-8"))
+        try:  # a partial line left by a full disk is dropped when the run resumes
+            _write_all(self._fd, line.encode("utf-8"))
+        except OSError as err:
+            raise _named(err, self.path) from None
         self._done.add(row.idx)
 
     def close(self) -> None:

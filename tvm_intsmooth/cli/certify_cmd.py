@@ -20,6 +20,11 @@ from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_a
 
 HELP = "certify the L2 robustness of a smoothed classifier on a dataset"
 DEFAULT_N = 100000
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = (
+    "every row written before is kept (each is synced to disk as it is written): the same "
+    "command resumes after the last one"
+)
 
 
 def add_parser(sub) -> None:

@@ -9,6 +9,11 @@ from pathlib import Path
 from tvm_intsmooth.cli.smoothing_args import add_smoothing_arguments, smoothed_model, tune_command
 
 HELP = "compile an ONNX classifier into an integer-only smoothed classifier"
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = (
+    "the artifact is built in a new folder beside -o and swapped in only when complete, so an "
+    "earlier artifact at -o is unchanged"
+)
 
 
 def add_parser(sub) -> None:

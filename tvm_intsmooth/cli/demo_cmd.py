@@ -20,6 +20,8 @@ from tvm_intsmooth.cli.common import (
 
 HELP = "compile the bundled model, certify bundled real images, integer vs float"
 SIGMA = 0.25
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = "the files it wrote before (artifact, results) are kept"
 
 
 def add_parser(sub) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 HELP = "serve TVM RPC from an emulated aarch64 Raspberry Pi (qemu-user) on 127.0.0.1"
 REMOTE_FLAG = "--allow-remote-clients"  # remote.rpc_listener.REMOTE_FLAG (no TVM import here)
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = "a half-prepared emulator cache is redone at the next start"
 
 
 def port_number(text: str) -> int:

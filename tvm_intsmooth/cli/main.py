@@ -1,13 +1,16 @@
 """The ``intsmooth`` command: one subcommand per module of this package.
 
 Exit status: 0 on success, 1 for a user error (printed as one paragraph, no traceback), 2 for a
-command-line usage error (argparse's), 130 when interrupted. ``--help`` and ``report`` never
-import TVM: subcommands import the compiler inside ``run``.
+command-line usage error (argparse's), 130 when interrupted. A file that cannot be read or
+written (a read-only folder, a full disk) is a user error too: one paragraph naming the file,
+the error, and what the command kept (its module's ``KEPT_ON_DISK_ERROR``). ``--help`` and
+``report`` never import TVM: subcommands import the compiler inside ``run``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -38,6 +41,7 @@ COMMANDS = [
 ]
 QUIET_HELP = "no progress bars"
 USER_ERROR = 1
+KEPT_ON_DISK_ERROR = "nothing that was there before was changed"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -71,6 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:  # a read-only folder, a full disk, a missing file
+        print(f"intsmooth {args.command}: error: {disk_error(err, args)}", file=sys.stderr)
+        return USER_ERROR
+
+
+def disk_error(err: OSError, args: argparse.Namespace) -> str:
+    """One paragraph for an OSError: the file, the error, what the command kept."""
+    where = err.filename if err.filename is not None else "a file"
+    if err.filename2 is not None:
+        where = f"{where} -> {err.filename2}"
+    code = f" ({errno.errorcode[err.errno]})" if err.errno in errno.errorcode else ""
+    module = sys.modules.get(getattr(args.run, "__module__", ""), None)
+    kept = getattr(module, "KEPT_ON_DISK_ERROR", KEPT_ON_DISK_ERROR)
+    return (
+        f"{where}: {err.strerror or err}{code}. {kept[0].upper()}{kept[1:]}. Free space, fix "
+        "the folder's permissions or choose another one, and run the command again."
+    )
 
 
 def run(*args) -> None:

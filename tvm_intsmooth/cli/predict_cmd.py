@@ -18,6 +18,10 @@ from tvm_intsmooth.cli.common import (
 from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_args
 
 HELP = "predict with a smoothed classifier (abstaining when the vote is not significant)"
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = (
+    "predict writes its TSV and sidecar whole or not at all, so an earlier file at -o is unchanged"
+)
 
 
 def add_parser(sub) -> None:
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from tvm_intsmooth.certify.results_writer import (
         check_output_folder,
         fresh_seed,
+        write_durably,
         write_json_durably,
     )
 
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         lines = ["idx\tlabel\tpredict\tcorrect"] + [
             f"{i * skip}\t{y[i]}\t{preds[i]}\t{int(preds[i] == y[i])}" for i in range(len(x))
         ]
-        args.output.write_text("\n".join(lines) + "\n")
+        write_durably(args.output, ("\n".join(lines) + "\n").encode())
         write_json_durably(sidecar_path(args.output), metadata)
     print(
         f"seed {seed}, n {args.n}, alpha {args.alpha}: accuracy {100 * np.mean(preds == y):.2f}%,"

@@ -10,6 +10,11 @@ import numpy as np
 from tvm_intsmooth.cli.common import positive_int
 
 HELP = "quantize an ONNX classifier to integer-only arithmetic"
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = (
+    "the model is written to a temporary file renamed only when complete, so an earlier file "
+    "at -o is unchanged"
+)
 
 
 def add_parser(sub) -> None:

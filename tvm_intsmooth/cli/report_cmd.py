@@ -8,6 +8,8 @@ from pathlib import Path
 from tvm_intsmooth.cli.common import radii_list
 
 HELP = "certified-accuracy table and plot from certify results"
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = "the results files were only read"
 
 
 def add_parser(sub) -> None:

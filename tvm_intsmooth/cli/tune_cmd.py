@@ -17,6 +17,10 @@ from tvm_intsmooth.cli.smoothing_args import (
 )
 
 HELP = "tune the int8 kernels of a smoothed classifier for a target (MetaSchedule)"
+# What is kept when a file cannot be written (cli/main.py prints it)
+KEPT_ON_DISK_ERROR = (
+    "the database as saved after the last search round that could be written is kept"
+)
 
 
 def add_parser(sub) -> None:

@@ -45,10 +45,14 @@ class QuantizedModel:
             "source": self.source,
         }
         tmp = path.with_name(path.name + ".partial")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("module.json", tvm.ir.save_json(self.mod))
-            zf.writestr("meta.json", json.dumps(meta, indent=1))
-        tmp.replace(path)  # never leave a half-written artifact under the final name
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("module.json", tvm.ir.save_json(self.mod))
+                zf.writestr("meta.json", json.dumps(meta, indent=1))
+            tmp.replace(path)  # never leave a half-written artifact under the final name
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves neither half a file nor a temporary
+            raise
         return path
 
     @classmethod
