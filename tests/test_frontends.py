@@ -121,7 +121,7 @@ def test_torch_export_with_a_fixed_batch_gives_the_graph_of_a_dynamic_one():
     import tvm
 
     sys.path.insert(0, str(Path(__file__).parent / "zoo"))
-    from models import EfficientNetLite
+    from zoo_models import EfficientNetLite
 
     torch.manual_seed(0)
     net = EfficientNetLite().eval()

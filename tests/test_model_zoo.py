@@ -24,8 +24,8 @@ import pytest
 ZOO_DIR = Path(__file__).parent / "zoo"
 sys.path.insert(0, str(ZOO_DIR))
 
-from data import SIGMA, TRAIN, noisy_held_out, zoo_data  # noqa: E402
-from models import ZOO  # noqa: E402
+from zoo_data import SIGMA, TRAIN, noisy_held_out, zoo_data  # noqa: E402
+from zoo_models import ZOO  # noqa: E402
 
 BATCH = 20
 CALIBRATION = 200

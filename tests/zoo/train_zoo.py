@@ -22,8 +22,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from data import SIGMA, TRAIN, zoo_data  # noqa: E402
-from models import ZOO  # noqa: E402
+from zoo_data import SIGMA, TRAIN, zoo_data  # noqa: E402
+from zoo_models import ZOO  # noqa: E402
 
 STEPS = 400
 BATCH = 32
