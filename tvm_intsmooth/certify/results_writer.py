@@ -137,6 +137,7 @@ class ResultsWriter:
         normalize_metadata({**metadata, "seed": 0})  # every check before any file is touched
         self.resumed_seed: int | None = None
         self.replaced_stale_sidecar = False
+        self._started = False  # this writer started the file (header and sidecar only)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             self._lock()
@@ -173,6 +174,7 @@ class ResultsWriter:
             wanted_seed = (new_seed or fresh_seed)()
         self.metadata = normalize_metadata({**metadata, "seed": wanted_seed})
         self.replaced_stale_sidecar = side.exists()
+        self._started = True
         write_json_durably(side, self.metadata)
         os.ftruncate(self._fd, 0)
         _write_all(self._fd, ("\t".join(columns_for(self.metadata)) + "\n").encode("utf-8"))
@@ -244,4 +246,9 @@ class ResultsWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None and self._started and not self._done:
+            # a run that failed before its first row (a remote device that never came up)
+            # leaves no header-only file and no sidecar behind
+            self.path.unlink(missing_ok=True)
+            sidecar_path(self.path).unlink(missing_ok=True)
         self.close()

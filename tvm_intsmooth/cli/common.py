@@ -64,16 +64,16 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         "(fashion-mnist, fashion-mnist32, digits, cifar10:DIR, caltech101:DIR)",
     )
     p.add_argument(
-        "--skip", type=int, default=1, metavar="K", help="use every K-th image (default 1)"
+        "--skip", type=positive_int, default=1, metavar="K", help="use every K-th image (default 1)"
     )
     p.add_argument(
         "--max-images",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="M",
         help="use at most M images (default: all)",
     )
-    hidden_alias(p, "--max", "max_images", type=int)
+    hidden_alias(p, "--max", "max_images", type=positive_int)
 
 
 def add_sampling_arguments(
@@ -117,6 +117,11 @@ class DataSelection:
         from tvm_intsmooth.data import load_dataset
 
         x, y = load_dataset(str(self.data), skip=self.skip, max_count=self.max_images)
+        if len(x) == 0:
+            raise DataError(
+                f"data {self.data}: no image to run on (the data holds none, or --skip and "
+                "--max-images select none); nothing was written"
+            )
         if x.shape[1:] != tuple(clf.input_shape):
             raise DataError(
                 f"data {self.data}: images are {' x '.join(map(str, x.shape[1:]))} but "

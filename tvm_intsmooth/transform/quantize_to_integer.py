@@ -102,7 +102,8 @@ class _IntegerRewriter:
                 f"integer rewrite; supported: {', '.join(sorted(HANDLERS))}"
             )
         args = [self._arg_state(states, a) for a in value.args]
-        return handler(ctx, value, args, var.name)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # checked next
+            return _finite(handler(ctx, value, args, var.name), value, var, args)
 
     @classmethod
     def _arg_state(cls, states, arg: relax.Expr) -> State | list | None:
@@ -124,3 +125,25 @@ class _IntegerRewriter:
             q = ctx.materialize(state, None)
             return ctx.emit(R.astype(q.expr, "int32"), "logits")
         raise UnsupportedModelError("QuantizeToInteger: the output does not depend on the input.")
+
+
+def _finite(state: State, call: relax.Call, var: relax.Var, args: list) -> State:
+    """``state`` if the numbers it carries (scales, the affine map of the input, constants) are
+    finite, else an error naming the operator: the float model divides by zero or overflows
+    there, and every scale after it would be NaN."""
+    numbers = [getattr(state, field, None) for field in ("a", "c", "scale", "value")]
+    arrays = [np.asarray(n, np.float64) for n in numbers if n is not None and not callable(n)]
+    if all(np.all(np.isfinite(a)) for a in arrays if a.dtype.kind == "f"):
+        return state
+    zeros = [
+        f"a constant of shape {tuple(a.value.shape)} with {int(np.sum(a.value == 0))} zero(s)"
+        for a in args[1:]
+        if isinstance(a, Const) and call.op.name == "relax.divide" and np.any(a.value == 0)
+    ]
+    why = f"it divides by {zeros[0]}" if zeros else "the model divides by zero or overflows there"
+    raise UnsupportedModelError(
+        f"QuantizeToInteger: operator {call.op.name} (binding {var.name}) gives values that are "
+        f"not finite (inf or NaN) for every input: {why} (a normalization with a zero std, a "
+        "batch norm with zero variance and epsilon?). Fix that constant in the model"
+    )
+
