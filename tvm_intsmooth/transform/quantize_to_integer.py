@@ -146,4 +146,3 @@ def _finite(state: State, call: relax.Call, var: relax.Var, args: list) -> State
         f"not finite (inf or NaN) for every input: {why} (a normalization with a zero std, a "
         "batch norm with zero variance and epsilon?). Fix that constant in the model"
     )
-
