@@ -241,6 +241,21 @@ def test_interrupted_run_resumes_with_identical_rows(cli_rows, artifact, data, t
         assert proc.returncode == 1 and "holds results of another run" in proc.stderr
 
 
+@pytest.mark.slow
+def test_float_reference_certifies_at_radii(artifact, data, images, tmp_path):
+    out = tmp_path / "float.tsv"
+    proc = intsmooth_cli(*certify_args(artifact, data, out, "--float"))
+    assert proc.returncode == 0, proc.stderr
+    results = read_results(out)
+    assert results.metadata["noise"] == "gaussian_float32" and results.metadata["tv_bound"] == 0
+    clf = FloatSmoothedClassifier.from_artifact(artifact)
+    row = results.rows[2]
+    cert = clf.certify(images[2], 50, index=2, seed=SEED, radii=RADII, n_max=N_MAX)
+    assert (row.predict, row.decided, row.n_a, row.n) == (
+        cert.prediction, cert.radius, cert.n_a, cert.n,
+    )  # fmt: skip
+
+
 def test_cli_argument_errors(data, tmp_path):
     """Refused before the artifact is even loaded (so none is needed here)."""
     artifact, out = tmp_path / "artifact", tmp_path / "x.tsv"
