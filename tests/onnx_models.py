@@ -81,16 +81,17 @@ class GraphBuilder:
     def add(self, a, b) -> str:
         return self.node("Add", [a, b], self.shapes[a])
 
-    def max_pool(self, x, k=2, stride=2, pad=0) -> str:
+    def max_pool(self, x, k=2, stride=2, pad=0, ceil_mode=0) -> str:
         c, h, w = self.shapes[x]
-        ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        size = [(d + 2 * pad - k + (stride - 1) * ceil_mode) // stride + 1 for d in (h, w)]
         return self.node(
             "MaxPool",
             [x],
-            (c, ho, wo),
+            (c, *size),
             kernel_shape=[k, k],
             strides=[stride, stride],
             pads=[pad] * 4,
+            **({"ceil_mode": 1} if ceil_mode else {}),
         )
 
     def avg_pool(self, x, k=2, stride=2) -> str:
@@ -247,6 +248,20 @@ def signed_input_model() -> onnx.ModelProto:
     x = g.relu(g.conv(x, 12, group=12))
     x = g.conv(x, 7, k=1, pad=0)
     return g.build(g.gemm(g.flatten(x), 4))
+
+
+def pooling_model() -> onnx.ModelProto:
+    """A strided first layer on an odd size, max pools with padding, in ceil mode and on signed
+    values, then global average pooling: pooling in the blocked layout."""
+    g = GraphBuilder((3, 17, 17), seed=6)
+    x = g.normalize("input", [0.5, 0.4, 0.3], [0.25, 0.3, 0.2])
+    x = g.relu(g.conv(x, 16, stride=2))  # 17 -> 9
+    x = g.max_pool(x, k=3, stride=2, pad=1)  # 9 -> 5, padded
+    x = g.conv(x, 24)  # no ReLU: signed values into the next pool
+    x = g.max_pool(x, k=2, stride=2, ceil_mode=1)  # 5 -> 3, the last window past the edge
+    x = g.relu(g.conv(x, 16))
+    x = g.global_avg_pool(x)
+    return g.build(g.gemm(g.flatten(x), 10))
 
 
 TEST_MODELS = {

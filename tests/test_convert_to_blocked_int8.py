@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tvm
 from conftest import random_images
-from onnx_models import TEST_MODELS, signed_input_model
+from onnx_models import TEST_MODELS, pooling_model, signed_input_model
 from tvm import relax, tirx
 from tvm.relax import op as R
 from tvm.relax.backend.cpu_generic import pipeline as cpu
@@ -33,7 +33,7 @@ from tvm_intsmooth.schedule import blocked_kernels as K
 from tvm_intsmooth.schedule.targets import resolve_target
 from tvm_intsmooth.transform.convert_to_blocked_int8 import ConvertToBlockedInt8
 
-MODELS = {**TEST_MODELS, "signed_input": signed_input_model}
+MODELS = {**TEST_MODELS, "signed_input": signed_input_model, "pooling": pooling_model}
 MANIFEST = json.loads((ASSETS / "models" / "manifest.json").read_text())["models"]
 DATA = {(1, 28, 28): "fashion_mnist_test500.npz", (3, 32, 32): "fashion_mnist32_test500.npz"}
 
@@ -49,13 +49,17 @@ def _packed_conv(w: np.ndarray) -> np.ndarray:
     return out
 
 
-def _packed_input(w: np.ndarray) -> np.ndarray:
-    """The first conv's [K/16, 1, KH, KW, cb/2, 16, 2] with cb = 4 for 3 input channels."""
+def _packed_rows(w: np.ndarray) -> np.ndarray:
+    """The first conv's [K/16, 1, KH, 1, P, 16, 2]: tap (kw, c) of a kernel row is row value
+    kw * C + c = 2 p + i, P = ceil(KW * C / 2)."""
     k, c, kh, kw = w.shape
-    out = np.zeros((-(-k // 16), 1, kh, kw, 2, 16, 2), np.int8)
+    pairs = -(-kw * c // 2)
+    out = np.zeros((-(-k // 16), 1, kh, 1, pairs, 16, 2), np.int8)
     for o in range(k):
-        for i in range(c):
-            out[o // 16, 0, :, :, i // 2, o % 16, i % 2] = w[o, i]
+        for x in range(kw):
+            for i in range(c):
+                tap = x * c + i
+                out[o // 16, 0, :, 0, tap // 2, o % 16, tap % 2] = w[o, i, :, x]
     return out
 
 
@@ -99,8 +103,9 @@ def _expected_two_convs(lo: int, w1, w2, bias, batch) -> tvm.IRModule:
 
     with bb.function("main", [x]):
         with bb.dataflow():
-            x4 = te(K.to_blocked, x, 4)  # 3 channels padded to 4, int16 kept
-            c1 = te(K.conv_blocked, x4, relax.const(_packed_input(w1)), one, pad, one, 32768)
+            # int16 pixels in the rows layout: padded rows, 3 channels side by side
+            rows = te(K.to_rows, x, pad, K.rows_extra(3, 3, 1, 10, 8))
+            c1 = te(K.conv_rows, rows, relax.const(_packed_rows(w1)), one, 3, 8, 32768)
             b = bb.emit(R.add(c1, _blocked_channel_const(bias, "int32")))
             clipped = bb.emit(R.clip(b, lo, 127))
             packed2 = relax.const(_packed_conv(w2))
@@ -201,14 +206,20 @@ def test_each_conv_is_one_primfunc_with_its_epilogue(quantized, name):
     with_epilogue = [n for n in conv_funcs if "right_shift" in n and "clip" in n]
     assert len(with_epilogue) == convs, list(funcs)
     assert len(conv_funcs) == convs + 1, list(funcs)  # and the dense layer, as a 1x1 conv
-    # Outside the convolutions, blocked (5-D) tensors are only converted: to the pooling tail,
-    # from the dense layer, and (signed inputs) shifted to uint8; no epilogue or residual add
-    # is left on its own.
-    blocked_readers = sorted(
-        n for n, f in funcs.items() if n not in conv_funcs and len(f.params[0].shape) == 5
+    # Between the convolutions, blocked (5-D) images are only pooled in the blocked layout and
+    # (signed inputs) shifted to uint8: no layout conversion, no epilogue or residual add on
+    # its own. (After a global pool, on one pixel, the pool's requantization and a view.)
+    pools = ("max_pool_blocked", "spatial_sum_blocked")
+    image_readers = sorted(
+        n
+        for n, f in funcs.items()
+        if n not in conv_funcs
+        and len(f.params[0].shape) == 5
+        and int(f.params[0].shape[2]) * int(f.params[0].shape[3]) > 1
+        and not n.startswith((*pools, "reshape"))  # a flatten into the dense layer: a view
     )
     shifts = ["shift_to_uint8"] if name == "signed_input" else []  # the one signed 3x3 input
-    assert blocked_readers == ["from_blocked", "from_blocked1", *shifts], blocked_readers
+    assert image_readers == shifts, image_readers
 
 
 @pytest.mark.slow
@@ -238,7 +249,9 @@ def _conv_kernels_asm(executable) -> dict[str, str]:
     return {
         name: "\n".join(body)
         for name, body in funcs.items()
-        if name.startswith("fused_conv") and "right_shift" in name and name.endswith("_compute_")
+        if name.startswith("fused_conv")
+        and ("right_shift" in name or "requantize" in name)
+        and name.endswith("_compute_")
     }
 
 
@@ -253,13 +266,23 @@ def _conv_kernels_asm(executable) -> dict[str, str]:
 )
 def test_default_build_tensorizes_every_conv(quantized, target, mnemonic, first_layer):
     """Cross-compiled (no hardware needed): in the default build every 8-bit conv kernel holds
-    the target's dot-product instruction, and the int16 first layer vpmaddwd on x86."""
+    the target's dot-product instruction, and the int16 first layer (rows layout) vpmaddwd on
+    x86."""
     kernels = _conv_kernels_asm(build(quantized["residual"], target))
     assert len(kernels) == 6, list(kernels)  # the first (int16) conv and five 8-bit ones
-    first = [name for name in kernels if name.startswith("fused_conv_blocked_add_add")]
+    first = [name for name in kernels if name.startswith("fused_conv_rows")]
     assert len(first) == 1, list(kernels)
     for name, asm in kernels.items():
         if name in first:
             assert first_layer is None or first_layer in asm, name
         else:
             assert mnemonic in asm, name
+
+
+def test_pools_stay_blocked(quantized):
+    """Max pools (padded, ceil mode, signed values) and the global average pool run in the
+    blocked layout: no layout conversion in front of them (logits: the test above)."""
+    funcs = [gv.name_hint for gv, f in _fused(quantized["pooling"]).functions_items()]
+    assert sum(n.startswith("max_pool_blocked") for n in funcs) == 2, funcs
+    assert sum(n.startswith("spatial_sum_blocked") for n in funcs) == 1, funcs
+    assert not any("max_pool2d" in n for n in funcs), funcs

@@ -20,7 +20,8 @@ inject_integer_noise InjectIntegerNoise                        (pixels, seed, co
 count_votes         CountVotes                                 -> int32 votes per class
 artifact_facts      AddArtifactFacts                           + ``intsmooth_facts()``
 blocked_layout      TVM's library dispatch, ConvertToBlockedInt8, NCHW16c int8 convolutions,
-                    ScalarConstantsAsTensors                   [1]-tensor requantization constants
+                    RequantizeInt32, ScalarConstantsAsTensors  int32 requantization, [1]-tensor
+                                                               requantization constants
 legalize            TVM's CPU legalization and operator fusion fused PrimFuncs (tuning's tasks)
 tuned_schedules     ApplyTunedDatabase                         tuned PrimFuncs marked scheduled
 kernel_schedules    ScheduleBlockedKernels, ParallelizeOuterLoops every PrimFunc scheduled
@@ -60,6 +61,7 @@ from tvm_intsmooth.transform import (
     InjectIntegerNoise,
     ParallelizeOuterLoops,
     QuantizeToInteger,
+    RequantizeInt32,
     ScalarConstantsAsTensors,
     ScheduleBlockedKernels,
     SymbolicBatch,
@@ -149,7 +151,7 @@ def build_phases(
     """
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
-    layout = [ConvertToBlockedInt8()] if blocked_layout else []
+    layout = [ConvertToBlockedInt8(), RequantizeInt32()] if blocked_layout else []
     tuned = [ApplyTunedDatabase(schedules)] if schedules is not None else []
     kernels = [ScheduleBlockedKernels(target)] if blocked_layout else []
     return [

@@ -70,6 +70,86 @@ def pack_depthwise_weight(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
 
 
+def rows_pairs(channels: int, kernel_w: int) -> int:
+    """Reduction pairs per kernel row of the first layer in the rows layout: the ``kernel_w x
+    channels`` int16 values a kernel row reads are contiguous there, taken two at a time."""
+    return -(-channels * kernel_w // INPUT_INNER)
+
+
+def pack_rows_weight(weight: np.ndarray) -> np.ndarray:
+    """OIHW int8 weights of the first conv -> ``[K/16, 1, KH, 1, P, 16, 2]``: per kernel row,
+    the ``KW x C`` taps in the order of the rows layout (``kw``-major, then the channel),
+    zero-padded to ``P`` pairs (:func:`rows_pairs`)."""
+    k, c, kh, kw = weight.shape
+    pairs = rows_pairs(c, kw)
+    taps = weight.transpose(0, 2, 3, 1).reshape(k, kh, kw * c)  # [K, KH, KW*C]
+    taps = _pad_axis(_pad_axis(taps, 2, pairs * INPUT_INNER), 0, blocks(k) * BLOCK)
+    taps = taps.reshape(blocks(k), BLOCK, kh, pairs, INPUT_INNER)
+    return np.ascontiguousarray(taps.transpose(0, 2, 3, 1, 4)[:, None, :, None])
+
+
+def to_rows(x: te.Tensor, padding: tuple[int, int, int, int], extra: int) -> te.Tensor:
+    """``[B, C, H, W]`` -> the rows layout of the first layer, ``[B, 1, H', 1, W' * C +
+    extra]``: each padded image row with its pixels' channels side by side (NHWC), zero padding
+    (spatial, and ``extra`` values after the row for the last tap pair). The row is the last
+    axis, as the intrinsics' data operand must be."""
+    b, c, h, w = x.shape
+    channels, height, width = int(c), int(h), int(w)
+    top, left, bottom, right = padding
+    padded_w = width + left + right
+
+    def value(n, one, y, zero, col):
+        pixel, ch = col // channels, col % channels
+        inside = tirx.all(
+            y >= top,
+            y < top + height,
+            pixel >= left,
+            pixel < left + width,
+            col < padded_w * channels,
+        )
+        read = x[n, ch, y - top, pixel - left]
+        return tirx.if_then_else(inside, read, tirx.const(0, x.dtype))
+
+    shape = (b, 1, height + top + bottom, 1, padded_w * channels + extra)
+    return te.compute(shape, value, name="to_rows")
+
+
+def rows_extra(channels: int, kernel_w: int, stride: int, padded_w: int, out_w: int) -> int:
+    """Values past the padded row that the last output pixel's last tap pair reads (0 or 1):
+    :func:`to_rows` appends them (zeros; their weights are zero too)."""
+    reach = (out_w - 1) * stride * channels + rows_pairs(channels, kernel_w) * INPUT_INNER
+    return max(0, reach - padded_w * channels)
+
+
+def conv_rows(data, kernel, strides, channels: int, out_w: int, data_max: int) -> te.Tensor:
+    """The first layer in the rows layout (:func:`to_rows`, padded already) x
+    :func:`pack_rows_weight` weights -> blocked int32 ``[B, K/16, OH, out_w, 16]``.
+
+    The iteration space of :func:`conv_blocked` (so the same schedules and intrinsics serve
+    it), with ``kw`` and ``ic_outer`` of extent 1 and the pairs of a kernel row as
+    ``ic_f_inner``: output pixel ``x`` reads row values ``x * stride * C + 2 p + i``.
+    """
+    b, _, hp, _, _ = data.shape
+    kb, _, kh, _, pairs, lanes, inner = (int(v) for v in kernel.shape)
+    step = strides[1] * channels
+    oh = (int(hp) - kh) // strides[0] + 1
+    ry = te.reduce_axis((0, kh), name="kh")
+    rx = te.reduce_axis((0, 1), name="kw")
+    rc = te.reduce_axis((0, 1), name="ic_outer")
+    rg = te.reduce_axis((0, pairs), name="ic_f_inner")
+    ri = te.reduce_axis((0, inner), name="ic_s_inner")
+    return te.compute(
+        (b, kb, oh, out_w, lanes),
+        lambda n, k, y, z, lane: te.sum(
+            data[n, rc, y * strides[0] + ry, rx, z * step + rg * inner + ri].astype("int32")
+            * kernel[k, rc, ry, rx, rg, lane, ri].astype("int32"),
+            axis=[ry, rx, rc, rg, ri],
+        ),
+        name=CONV_BLOCK_NAME,
+        attrs={DATA_MAX_ATTR: data_max_class(int(data_max))},
+    )
+
+
 def block_const(value: np.ndarray, channels: int) -> np.ndarray:
     """A constant broadcastable to ``[B, C, H, W]`` in the blocked layout (zero-padded lanes)."""
     if value.ndim == 0:
@@ -203,4 +283,64 @@ def conv_depthwise_blocked(data, kernel, strides, padding, dilation) -> te.Tenso
             axis=[ry, rx],
         ),
         name="depthwise_conv2d_NCHWc",
+    )
+
+
+POOL_BLOCK_NAME = "max_pool_blocked"  # looked up by the default schedule
+SUM_BLOCK_NAME = "spatial_sum_blocked"
+
+
+def _dtype_min(dtype: str):
+    import numpy as np
+
+    return tirx.const(int(np.iinfo(dtype).min), dtype)
+
+
+def max_pool_blocked(data, pool_size, strides, padding, dilation, out_hw) -> te.Tensor:
+    """Max pooling of blocked data, in the blocked layout: ``[B, C/16, OH, OW, 16]``.
+
+    ``out_hw`` is the output size the graph gives (ceil mode included); the input is padded
+    with the dtype's minimum, at the bottom and right as far as the last window reaches, so a
+    padded tap never wins over a real one. (Blocked uint8 lanes hold the same non-negative
+    values as the int8 ones they stand for, so their minimum, 0, is as good as -128.)
+    """
+    b, cb, h, w, lanes = data.shape
+    kh, kw = (int(v) for v in pool_size)
+    top, left, bottom, right = (int(v) for v in padding)
+    oh, ow = (int(v) for v in out_hw)
+    reach_h = (oh - 1) * strides[0] + (kh - 1) * dilation[0] + 1
+    reach_w = (ow - 1) * strides[1] + (kw - 1) * dilation[1] + 1
+    bottom = max(bottom, reach_h - int(h) - top)
+    right = max(right, reach_w - int(w) - left)
+    pad = data
+    if any((top, left, bottom, right)):
+        pad = topi.nn.pad(
+            data,
+            [0, 0, top, left, 0],
+            [0, 0, bottom, right, 0],
+            pad_value=_dtype_min(str(data.dtype)),
+            name="pool_pad",
+        )
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    return te.compute(
+        (b, cb, oh, ow, lanes),
+        lambda n, c, y, x, lane: te.max(
+            pad[n, c, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1], lane],
+            axis=[ry, rx],
+        ),
+        name=POOL_BLOCK_NAME,
+    )
+
+
+def spatial_sum_blocked(data, dtype: str) -> te.Tensor:
+    """The sum over height and width of blocked data, as ``dtype``: ``[B, C/16, 1, 1, 16]``
+    (``relax.sum(axis=[2, 3], keepdims=True)`` in the blocked layout; padded lanes stay 0)."""
+    b, cb, h, w, lanes = data.shape
+    ry = te.reduce_axis((0, h), name="ry")
+    rx = te.reduce_axis((0, w), name="rx")
+    return te.compute(
+        (b, cb, 1, 1, lanes),
+        lambda n, c, y, x, lane: te.sum(data[n, c, ry, rx, lane].astype(dtype), axis=[ry, rx]),
+        name=SUM_BLOCK_NAME,
     )

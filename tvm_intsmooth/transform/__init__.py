@@ -16,6 +16,7 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 - CountVotes: the argmax of each noisy sample counted per class (int32 votes);
 - AddArtifactFacts: sigma, sampler, batch and shapes compiled into the library;
 - ConvertToBlockedInt8: integer convolutions as NCHW16c int8 kernels;
+- RequantizeInt32: the int64 fixed-point requantizations in int32, exactly;
 - ScalarConstantsAsTensors: scalar requantization constants as [1] tensors (tuned schedules
   then serve any calibration);
 - ApplyTunedDatabase: tuned MetaSchedule schedules from a database;
@@ -40,6 +41,7 @@ from tvm_intsmooth.transform.fold_padding import FoldPadding
 from tvm_intsmooth.transform.inject_integer_noise import InjectIntegerNoise
 from tvm_intsmooth.transform.parallelize_outer_loops import ParallelizeOuterLoops
 from tvm_intsmooth.transform.quantize_to_integer import QuantizeToInteger
+from tvm_intsmooth.transform.requantize_int32 import RequantizeInt32
 from tvm_intsmooth.transform.scalar_constants_as_tensors import ScalarConstantsAsTensors
 from tvm_intsmooth.transform.schedule_blocked_kernels import ScheduleBlockedKernels
 from tvm_intsmooth.transform.symbolic_batch import SymbolicBatch
@@ -61,6 +63,7 @@ __all__ = [
     "InjectIntegerNoise",
     "ParallelizeOuterLoops",
     "QuantizeToInteger",
+    "RequantizeInt32",
     "ScalarConstantsAsTensors",
     "ScheduleBlockedKernels",
     "SymbolicBatch",

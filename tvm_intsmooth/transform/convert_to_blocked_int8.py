@@ -91,6 +91,7 @@ class _BlockedRewriter(relax.PyExprMutator):
     def __init__(self, mod: tvm.IRModule):
         super().__init__(mod)
         self.blocked: dict[relax.Var, _Blocked] = {}
+        self.flattened: dict[relax.Var, relax.VarBinding] = {}  # flattens of blocked values
         self.plain: dict[relax.Var, relax.Var] = {}
         self.ranges: dict[relax.Var, tuple[int, int]] = {}
 
@@ -140,10 +141,28 @@ class _BlockedRewriter(relax.PyExprMutator):
                 if blocked is not None:
                     self.blocked[var] = blocked
                     return
+            if isinstance(var, relax.DataflowVar) and self._flattens_blocked(value):
+                self.flattened[var] = binding  # emitted only if something but a dense reads it
+                return
         for free in relax.analysis.free_vars(value):
+            if free in self.flattened:
+                super().visit_var_binding_(self.flattened.pop(free))
             if free in self.blocked:
                 self._make_plain(free)
         super().visit_var_binding_(binding)
+
+    def _flattens_blocked(self, call: relax.Call) -> bool:
+        """``call`` flattens a blocked [N, C, H, W] value to [N, C * H * W]."""
+        if call.op.name not in ("relax.reshape", "relax.flatten"):
+            return False
+        data = call.args[0]
+        if not (isinstance(data, relax.Var) and data in self.blocked):
+            return False
+        shape = call.ty.shape
+        if shape is None or len(shape.values) != 2:
+            return False
+        c, h, w = (int(d) for d in data.ty.shape.values[1:])
+        return isinstance(shape.values[1], tvm.tirx.IntImm) and int(shape.values[1]) == c * h * w
 
     def _emit(self, expr: relax.Expr, name: str) -> relax.Var:
         return self.builder_.emit(expr, name_hint=name)
@@ -177,7 +196,45 @@ class _BlockedRewriter(relax.PyExprMutator):
             return self._conv(var, call)
         if call.op.name in ELEMENTWISE:
             return self._elementwise(var, call)
+        if call.op.name == "relax.nn.max_pool2d":
+            return self._max_pool(var, call)
+        if call.op.name == "relax.sum":
+            return self._spatial_sum(var, call)
         return None
+
+    # -- pooling on blocks ----------------------------------------------------------------------
+    def _blocked_input(self, call: relax.Call) -> _Blocked | None:
+        data = call.args[0]
+        return self.blocked.get(data) if isinstance(data, relax.Var) else None
+
+    def _max_pool(self, var: relax.Var, call: relax.Call) -> _Blocked | None:
+        """Max pooling of a blocked value, kept blocked (no layout conversion around it)."""
+        x, attrs = self._blocked_input(call), call.attrs
+        if x is None or attrs.layout != "NCHW" or attrs.out_layout != "NCHW":
+            return None
+        out = self._emit_te(
+            K.max_pool_blocked,
+            x.var,
+            [int(v) for v in attrs.pool_size],
+            [int(v) for v in attrs.strides],
+            [int(v) for v in attrs.padding],
+            [int(v) for v in attrs.dilation],
+            [int(d) for d in var.ty.shape.values[2:]],
+            name=var.name,
+        )
+        return _Blocked(out, x.channels, str(var.ty.dtype))
+
+    def _spatial_sum(self, var: relax.Var, call: relax.Call) -> _Blocked | None:
+        """A sum over height and width (global average pooling) of a blocked value."""
+        x = self._blocked_input(call)
+        axis = call.attrs.axis
+        if x is None or axis is None or not call.attrs.keepdims:
+            return None
+        if sorted(int(a) % 4 for a in axis) != [2, 3]:
+            return None
+        dtype = str(var.ty.dtype)
+        out = self._emit_te(K.spatial_sum_blocked, x.var, dtype, name=var.name)
+        return _Blocked(out, x.channels, dtype)
 
     # -- elementwise epilogues on blocks --------------------------------------------------------
     def _elementwise(self, var: relax.Var, call: relax.Call) -> _Blocked | None:
@@ -250,6 +307,11 @@ class _BlockedRewriter(relax.PyExprMutator):
                 K.conv_depthwise_blocked, x.var, packed, strides, padding, dilation, name=name
             )
             return _Blocked(out, out_channels, "int32")
+        if not data_is_blocked and str(data.ty.dtype) == "int16" and dilation == (1, 1):
+            # the network's int16 noisy pixels: rows of pixels with their channels side by
+            # side, each kernel row's taps one contiguous run of int16 pairs
+            self._check_accumulator(name, fan_in, max(-lo, hi))
+            return self._first_conv_rows(var, data, weight, strides, padding, max(-lo, hi))
         if not data_is_blocked:  # the network input: kept in its dtype, blocked by 2 channels
             self._check_accumulator(name, fan_in, max(-lo, hi))
             block = K.input_block(cin_per_group)
@@ -261,13 +323,31 @@ class _BlockedRewriter(relax.PyExprMutator):
             return _Blocked(out, out_channels, "int32")
         return self._conv_8bit(self.blocked[data], (lo, hi), weight, attrs, name)
 
-    def _conv_8bit(self, x: _Blocked, bounds, weight: np.ndarray, attrs, name: str) -> _Blocked:
-        """A conv of blocked 8-bit data: uint8 as it is, or signed shifted by +128."""
+    def _first_conv_rows(self, var, data, weight, strides, padding, data_max) -> _Blocked:
+        """The first (int16) conv in the rows layout (:func:`blocked_kernels.conv_rows`)."""
+        out_channels, channels, _, kernel_w = weight.shape
+        out_w = int(var.ty.shape.values[3])
+        padded_w = int(data.ty.shape.values[3]) + padding[1] + padding[3]
+        extra = K.rows_extra(channels, kernel_w, strides[1], padded_w, out_w)
+        rows = self._emit_te(
+            K.to_rows, self.visit_expr(data), padding, extra, name=f"{var.name}_rows"
+        )
+        packed = relax.const(K.pack_rows_weight(weight), "int8")
+        out = self._emit_te(
+            K.conv_rows, rows, packed, strides, channels, out_w, data_max, name=var.name
+        )
+        return _Blocked(out, out_channels, "int32")
+
+    def _conv_8bit(
+        self, x: _Blocked, bounds, weight: np.ndarray, attrs, name: str, fan_in: int | None = None
+    ) -> _Blocked:
+        """A conv of blocked 8-bit data: uint8 as it is, or signed shifted by +128.
+        ``fan_in``: the real fan-in where ``weight`` has zero rows for padded lanes."""
         strides = tuple(int(v) for v in attrs.strides)
         padding = tuple(int(v) for v in attrs.padding)
         dilation = tuple(int(v) for v in attrs.dilation)
         lo, hi = bounds
-        fan_in = int(np.prod(weight.shape[1:]))
+        fan_in = int(np.prod(weight.shape[1:])) if fan_in is None else fan_in
         out_channels = weight.shape[0]
         packed = relax.const(K.pack_conv_weight(weight), "int8")
         dtype = str(x.var.ty.dtype)
@@ -304,18 +384,50 @@ class _BlockedRewriter(relax.PyExprMutator):
             return None
         name = var.name
         batch, features = data.ty.shape.values[0], int(data.ty.shape.values[1])
-        x4 = self._emit(R.reshape(self.visit_expr(data), [batch, features, 1, 1]), f"{name}_4d")
-        x = self._emit_te(K.to_blocked, x4, name=f"{name}_blocked")
-        conv = R.nn.conv2d(x4, relax.const(weight.T[:, :, None, None].copy()), out_dtype="int32")
+        fan_in = features
+        if isinstance(data, relax.Var) and data in self.flattened:
+            x, weight = self._blocked_features(data, weight, name)
+        else:
+            x4 = self._emit(R.reshape(self.visit_expr(data), [batch, features, 1, 1]), f"{name}_4d")
+            x = _Blocked(self._emit_te(K.to_blocked, x4, name=f"{name}_blocked"), features, "")
+        conv = R.nn.conv2d(
+            relax.Var("x", relax.TensorType([batch, x.channels, 1, 1], str(data.ty.dtype))),
+            relax.const(weight.T[:, :, None, None].copy()),
+            out_dtype="int32",
+        )
         acc = self._conv_8bit(
-            _Blocked(x, features, str(data.ty.dtype)),
+            _Blocked(x.var, x.channels, str(data.ty.dtype)),
             self._range(data),
             weight.T[:, :, None, None],
             conv.attrs,
             name,
+            fan_in,
         )
         plain = self._emit_te(K.from_blocked, acc.var, weight.shape[1], "int32", name=f"{name}_4d")
         return self._emit(R.reshape(plain, [batch, weight.shape[1]]), name)
+
+    def _blocked_features(
+        self, flat: relax.Var, weight: np.ndarray, name: str
+    ) -> tuple[_Blocked, np.ndarray]:
+        """The dense layer's input read from the blocked value it flattens, with no layout
+        conversion: ``[N, C/16, H, W, 16]`` viewed as ``[N, C/16 * H * W, 1, 1, 16]``, whose
+        feature ``((cb * H + y) * W + x) * 16 + lane`` is the flattened feature
+        ``(cb * 16 + lane) * H * W + y * W + x``; the weight rows are permuted to match
+        (zero rows for padded lanes)."""
+        x = self.blocked[self.flattened[flat].value.args[0]]
+        batch = flat.ty.shape.values[0]
+        c, h, w = (int(d) for d in self.flattened[flat].value.args[0].ty.shape.values[1:])
+        cb = K.blocks(c)
+        block, y, z, lane = np.meshgrid(
+            np.arange(cb), np.arange(h), np.arange(w), np.arange(K.BLOCK), indexing="ij"
+        )  # the blocked features in their order
+        channel = (block * K.BLOCK + lane).reshape(-1)
+        real = channel < c
+        plain = (channel * h * w + (y * w + z).reshape(-1))[real]
+        permuted = np.zeros((cb * K.BLOCK * h * w, weight.shape[1]), weight.dtype)
+        permuted[real] = weight[plain]
+        view = self._emit(R.reshape(x.var, [batch, cb * h * w, 1, 1, K.BLOCK]), f"{name}_features")
+        return _Blocked(view, cb * K.BLOCK * h * w, x.plain_dtype), permuted
 
     @staticmethod
     def _check_accumulator(name: str, fan_in: int, input_max_abs: int) -> None:

@@ -20,7 +20,12 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from tvm_intsmooth.schedule.blocked_kernels import CONV_BLOCK_NAME, DATA_MAX_ATTR
+from tvm_intsmooth.schedule.blocked_kernels import (
+    CONV_BLOCK_NAME,
+    DATA_MAX_ATTR,
+    POOL_BLOCK_NAME,
+    SUM_BLOCK_NAME,
+)
 
 OW_BLOCK = 4  # output columns per strip (independent accumulators sharing each weight load)
 
@@ -65,41 +70,76 @@ def _generic_conv(sch: s_tir.Schedule, block) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def _fuse_epilogue(sch: s_tir.Schedule, conv) -> None:
-    """Inline the elementwise blocks after the conv into the last one, computed per output row
-    (before the conv's loops are split: they then nest inside the row loop)."""
+def _epilogue(sch: s_tir.Schedule):
+    """Inline the elementwise blocks after the conv into the last one; return it (or None)."""
     root = sch.get_sblock("root")
     blocks = sch.get_child_blocks(root)
     names = [sch.get(b).name_hint for b in blocks]
     after = blocks[names.index(CONV_BLOCK_NAME) + 1 :]
     for block in after[:-1]:
         sch.compute_inline(block)
-    if after:
-        sch.reverse_compute_at(after[-1], sch.get_loops(conv)[2])
-        lanes = sch.get_loops(after[-1])[-1]
+    return after[-1] if after else None
+
+
+def _fuse_epilogue(sch: s_tir.Schedule, conv) -> None:
+    """The epilogue computed per output row (before the conv's loops are split: they then
+    nest inside the row loop)."""
+    last = _epilogue(sch)
+    if last is not None:
+        sch.reverse_compute_at(last, sch.get_loops(conv)[2])
+        lanes = sch.get_loops(last)[-1]
         sch.vectorize(lanes)
 
 
+def _blocked_window(sch: s_tir.Schedule, block) -> None:
+    """A blocked pooling or spatial reduction: rows of output pixels in parallel, the window
+    reduction outside, the 16 lanes of a pixel innermost and vectorized; producers (padding,
+    casts) inlined, consumers (an epilogue) inlined into the last one, computed per row."""
+    root = sch.get_sblock("root")
+    blocks = sch.get_child_blocks(root)
+    names = [sch.get(b).name_hint for b in blocks]
+    at = names.index(sch.get(block).name_hint)
+    for producer in blocks[:at]:
+        sch.compute_inline(producer)
+    after = blocks[at + 1 :]
+    for consumer in after[:-1]:
+        sch.compute_inline(consumer)
+    n, c, y, x, lane, ry, rx = sch.get_loops(block)
+    sch.reorder(x, ry, rx, lane)
+    if after:
+        sch.reverse_compute_at(after[-1], y)
+        sch.vectorize(sch.get_loops(after[-1])[-1])
+    sch.parallel(sch.fuse(n, c, y))
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(block, ry)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
 def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc:
-    """The scheduled PrimFunc, or ``func`` unchanged where it holds no blocked conv or already
-    has a (tuned) schedule."""
+    """The scheduled PrimFunc, or ``func`` unchanged where it holds no blocked conv (or blocked
+    pooling) or already has a (tuned) schedule."""
     if func.attrs is not None and "tirx.is_scheduled" in func.attrs:
         return func
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     conv = _find_block(sch, CONV_BLOCK_NAME)
     if conv is None:
-        return func
+        window = _find_block(sch, POOL_BLOCK_NAME) or _find_block(sch, SUM_BLOCK_NAME)
+        if window is None:
+            return func
+        _blocked_window(sch, window)
+        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
     intrin = _intrin_for(target, _conv_data_dtype(sch, conv))
     reduce = int(sch.get(conv).iter_vars[-1].dom.extent)
     data_max = int(sch.get(conv).annotations.get(DATA_MAX_ATTR, 2**31))
     exact = intrin is not None and (intrin.max_data is None or data_max <= intrin.max_data)
-    _fuse_epilogue(sch, conv)
     if exact and intrin.reduce == reduce:
         from tvm_intsmooth.schedule.intrinsics import tensorize_blocked_conv
 
-        tensorize_blocked_conv(sch, conv, intrin, ow_block=OW_BLOCK)
-    else:
-        _generic_conv(sch, conv)
+        epilogue, pad = _epilogue(sch), _find_block(sch, "data_pad")
+        tensorize_blocked_conv(sch, conv, intrin, epilogue=epilogue, pad=pad)
+        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    _fuse_epilogue(sch, conv)
+    _generic_conv(sch, conv)
     pad = _find_block(sch, "data_pad")
     if pad is not None:
         sch.parallel(sch.get_loops(pad)[0])

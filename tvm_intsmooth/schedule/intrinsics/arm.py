@@ -20,6 +20,7 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from tvm_intsmooth.compat import load_stock_intrinsics
+from tvm_intsmooth.schedule.intrinsics.x86 import SCOPES, scoped_name
 
 _arm_cpu = load_stock_intrinsics("dot_product_common") and load_stock_intrinsics("arm_cpu")
 
@@ -30,75 +31,92 @@ NEON_U8S8 = "intsmooth_dot_4x4_u8i8i32_neon"
 MAX_UNSIGNED = 127  # largest uint8 data byte that means the same as int8
 
 
-@T.prim_func(s_tir=True)
-def _u8_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
-    B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        for i, k in T.grid(4, 4):
-            with T.sblock("update"):
-                vi, vk = T.axis.remap("SR", [i, k])
-                C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+def _u8_desc(a_scope: str = "global", c_scope: str = "global"):
+    @T.prim_func(s_tir=True)
+    def func(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+            T.writes(C[0:4])
+            for i, k in T.grid(4, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return func
 
 
-@T.prim_func(s_tir=True)
-def _u8_sdot_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
-    B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-            C.vload([0], dtype="int32x4"),
-            T.reinterpret(T.broadcast(a_word, 4), dtype="int8x16"),
-            B.vload([0, 0], dtype="int8x16"),
-            dtype="int32x4",
-        )
+def _u8_sdot_impl(a_scope: str = "global", c_scope: str = "global"):
+    @T.prim_func(s_tir=True)
+    def func(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+            T.writes(C[0:4])
+            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+                C.vload([0], dtype="int32x4"),
+                T.reinterpret(T.broadcast(a_word, 4), dtype="int8x16"),
+                B.vload([0, 0], dtype="int8x16"),
+                dtype="int32x4",
+            )
+
+    return func
 
 
-@T.prim_func(s_tir=True)
-def _u8_neon_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
-    B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-    C = T.match_buffer(c, (4,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        a_bytes = T.reinterpret(T.broadcast(a_word, 2), dtype="int8x8")
-        b_bytes = B.vload([0, 0], dtype="int8x16")
-        low = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
-                a_bytes,
-                T.vectorlow(b_bytes, dtype="int8x8"),
-                dtype="int16x8",
-            ),
-            dtype="int32x4",
-        )
-        high = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
-                a_bytes,
-                T.vectorhigh(b_bytes, dtype="int8x8"),
-                dtype="int16x8",
-            ),
-            dtype="int32x4",
-        )
-        C[T.ramp(T.int32(0), 1, 4)] += T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"), low, high, dtype="int32x4"
-        )
+def _u8_neon_impl(a_scope: str = "global", c_scope: str = "global"):
+    @T.prim_func(s_tir=True)
+    def func(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+            T.writes(C[0:4])
+            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            a_bytes = T.reinterpret(T.broadcast(a_word, 2), dtype="int8x8")
+            b_bytes = B.vload([0, 0], dtype="int8x16")
+            low = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+                    a_bytes,
+                    T.vectorlow(b_bytes, dtype="int8x8"),
+                    dtype="int16x8",
+                ),
+                dtype="int32x4",
+            )
+            high = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+                    a_bytes,
+                    T.vectorhigh(b_bytes, dtype="int8x8"),
+                    dtype="int16x8",
+                ),
+                dtype="int32x4",
+            )
+            C[T.ramp(T.int32(0), 1, 4)] += T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
+                low,
+                high,
+                dtype="int32x4",
+            )
+
+    return func
 
 
 def register() -> None:
-    """Register the uint8-data ARM intrinsics (TVM's int8 ones are registered on load)."""
-    TensorIntrin.register(SDOT_U8S8, _u8_desc, _u8_sdot_impl, override=True)
-    TensorIntrin.register(NEON_U8S8, _u8_desc, _u8_neon_impl, override=True)
+    """Register the uint8-data ARM intrinsics, a variant per scope of the data and the
+    accumulators (:func:`~tvm_intsmooth.schedule.intrinsics.x86.scoped_name`); TVM's int8
+    ones are registered on load, for global memory only."""
+    for name, impl in ((SDOT_U8S8, _u8_sdot_impl), (NEON_U8S8, _u8_neon_impl)):
+        for scopes in SCOPES:
+            TensorIntrin.register(
+                scoped_name(name, *scopes), _u8_desc(*scopes), impl(*scopes), override=True
+            )

@@ -58,7 +58,8 @@ AVX2 = KernelIntrin(
     x86.AVX2_U8S8, "avx2", 16, 4, "uint8", "int8", "vpmaddubsw", x86.AVX2_MAX_UNSIGNED
 )
 AVX512_INT16 = KernelIntrin(x86.AVX512_S16S8, "avx512bw", 16, 2, "int16", "int8", "vpmaddwd")
-# With VNNI, LLVM fuses the same intrinsic's vpmaddwd + vpaddd into one vpdpwssd.
+# With VNNI, LLVM may fuse the intrinsic's vpmaddwd + vpaddd into one vpdpwssd (not when it
+# tunes for Cascade Lake, where vpdpwssd is the slower choice).
 VNNI_INT16 = KernelIntrin(x86.AVX512_S16S8, "avx512vnni", 16, 2, "int16", "int8", "vpdpwssd")
 AVX2_INT16 = KernelIntrin(x86.AVX2_S16S8, "avx2", 16, 2, "int16", "int8", "vpmaddwd")
 SDOT = KernelIntrin(arm.SDOT_S8S8, "dotprod", 4, 4, "int8", "int8", "sdot")

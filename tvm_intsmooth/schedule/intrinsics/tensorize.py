@@ -9,9 +9,11 @@ where ``R`` is the intrinsic's reduction width (``n_elems``) and ``oc_block`` is
 from __future__ import annotations
 
 from tvm import s_tir, tirx
+from tvm.s_tir import TensorIntrin
 
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule.intrinsics.lookup import KernelIntrin
+from tvm_intsmooth.schedule.intrinsics.x86 import scoped_name
 
 __all__ = ["tensorize_blocked_conv"]
 
@@ -22,25 +24,62 @@ def _static(extent) -> int | None:
     return int(extent) if isinstance(extent, (int, tirx.IntImm)) else None
 
 
+ACCUMULATORS = 16  # output vectors per register tile (x86 has 32 zmm; ARM 32 q registers)
+MAX_COLUMNS = 16
+
+
+def tile_shape(width: int | None, oc_chunks: int | None, lanes_calls: int = 1) -> tuple[int, int]:
+    """The register tile of a blocked conv: (output columns, 16-channel output blocks).
+
+    Each reduction step loads one weight vector per output block and broadcasts one data word
+    per column, then issues columns x blocks dot products: loads per dot product
+    ``(columns + blocks) / (columns * blocks)``, so the tile is as square as the shapes allow,
+    with as many accumulators as fit (:data:`ACCUMULATORS` vectors, ``lanes_calls`` of them per
+    16-lane output block: 4 on ARM). Columns divide the width (a symbolic width: 1)."""
+    budget = max(1, ACCUMULATORS // lanes_calls)
+    best = (1, 1)
+    for blocks in (4, 2, 1):
+        if oc_chunks is None or oc_chunks % blocks or blocks > budget:
+            continue
+        limit = min(MAX_COLUMNS, budget // blocks)
+        columns = max(d for d in range(1, min(limit, width or 1) + 1) if (width or 1) % d == 0)
+        score = (columns * blocks, -(columns + blocks) / (columns * blocks))
+        best_score = (best[0] * best[1], -(best[0] + best[1]) / (best[0] * best[1]))
+        if score > best_score:
+            best = (columns, blocks)
+    return best
+
+
 def tensorize_blocked_conv(
     sch: s_tir.Schedule,
     block: s_tir.schedule.SBlockRV | str,
     intrin: KernelIntrin,
     *,
-    ow_block: int = 4,
+    ow_block: int | None = None,
+    oc_block: int | None = None,
+    epilogue: s_tir.schedule.SBlockRV | None = None,
+    pad: s_tir.schedule.SBlockRV | None = None,
     parallel: bool = True,
 ) -> None:
     """Schedule one blocked int8 conv block so that its inner loops are ``intrin``'s instruction.
 
-    The schedule: loops ``n, oc_chunk, oh`` fused and (optionally) parallel; then ``ow`` split by
-    ``ow_block`` (its outer part outside the reduction), the reduction ``kh, kw, ic_outer,
-    ic_f_inner``, the ``ow_block`` inner outputs unrolled (``ow_block`` independent accumulator
-    rows that share each weight load), and the 16 output lanes x ``R`` reduction as
-    ``16 / intrin.lanes`` calls of the intrinsic. The accumulator initialisation is split off
-    (decompose_reduction), so epilogue blocks that follow (requantize, ReLU, add) are untouched:
-    schedule them separately, before or after this call (e.g. ``reverse_compute_at`` under the
-    ``oh`` loop, ``sch.get_loops(block)[2]``, before calling it: the loops below ``oh`` are the
-    only ones it reorders).
+    The schedule, a register-blocked micro-kernel: loops ``n, oc_chunk / oc_block, oh`` fused
+    and (optionally) parallel; then ``ow`` split by ``ow_block`` (its outer part outside the
+    reduction), the reduction ``kh, kw, ic_outer, ic_f_inner``, then the register tile,
+    unrolled: ``oc_block`` output blocks x ``ow_block`` columns, each the 16 output lanes x
+    ``R`` reduction as ``16 / intrin.lanes`` calls of the intrinsic. Per reduction step the tile
+    loads ``oc_block`` weight vectors and ``ow_block`` data words, each used ``ow_block`` /
+    ``oc_block`` times, and keeps ``oc_block x ow_block`` accumulators (by default the largest
+    tile of :func:`tile_shape`). The accumulator initialisation is split off
+    (decompose_reduction).
+
+    ``epilogue``: the block that consumes the conv (its elementwise epilogue: requantize, ReLU,
+    residual add, inlined into one), computed per register tile right after its reduction,
+    from the accumulators (held in a local buffer, which LLVM keeps in registers); ``pad``: the
+    conv's padding block, computed per output row into a local buffer (the rows the row's
+    windows read) instead of a padded copy of the whole input. Without them, an epilogue
+    already placed under the ``oh`` loop (``reverse_compute_at`` on ``sch.get_loops(block)[2]``
+    before this call) is kept there, and the tile is then one output block deep.
 
     Exactness is the caller's part: the data must respect ``intrin.max_data`` (127 for AVX2 and
     for ARM with uint8 data).
@@ -58,8 +97,12 @@ def tensorize_blocked_conv(
         block: the conv block (its name or a block RV).
         intrin: from :func:`tensor_intrin_for`; its ``reduce`` must equal the block's innermost
             reduction extent and 16 must be a multiple of its ``lanes``.
-        ow_block: output columns computed together (register blocking); a divisor of the output
-            width is used (the largest one not above it).
+        ow_block: output columns per tile; a divisor of the output width is used (the largest
+            one not above it). Default: from :func:`tile_shape`.
+        oc_block: 16-channel output blocks per tile (a divisor of their count). Default: from
+            :func:`tile_shape`.
+        epilogue: the conv's consumer block to compute per tile (see above).
+        pad: the conv's padding block to compute per output row (see above).
         parallel: make the fused outer loop parallel.
 
     Raises:
@@ -67,6 +110,51 @@ def tensorize_blocked_conv(
             extents do not fit the intrinsic.
     """
     rv = sch.get_sblock(block) if isinstance(block, str) else block
+    loops, extents = _checked_loops(sch, rv, intrin)
+    n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
+    columns, blocks = _tile(sch, oh, extents, intrin, ow_block, oc_block)
+    data_scope = "local" if pad is not None else "global"
+    acc_scope = "local" if epilogue is not None else "global"
+    name = scoped_name(intrin.name, data_scope, acc_scope)
+    if TensorIntrin.get(name, allow_missing=True) is None:  # TVM's own: global memory only
+        name, pad, epilogue = intrin.name, None, epilogue
+        acc_scope = "global"
+    ow_o, ow_i = sch.split(ow, [None, columns])
+    ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
+    # n, oc_chunk, oh stay outermost; an epilogue may already sit under oh (reverse_compute_at)
+    # The kernel columns kw are part of the unrolled tile: output column c at kw reads input
+    # column c + kw (stride 1), so the tile's broadcasts are shared by up to KW dot products.
+    occ_o, occ_i = occ, None
+    if blocks > 1:
+        occ_o, occ_i = sch.split(occ, [None, blocks])
+        sch.reorder(oh, occ_i)
+        sch.reorder(ow_o, kh, ico, icf, kw, occ_i, ow_i, ocb_o, ocb_i, ics)
+    else:
+        sch.reorder(ow_o, kh, ico, icf, kw, ow_i, ocb_o, ocb_i, ics)
+    if epilogue is not None:
+        if acc_scope == "local":
+            sch.set_scope(rv, 0, "local")
+        sch.reverse_compute_at(epilogue, ow_o)
+        sch.vectorize(sch.get_loops(epilogue)[-1])
+    if pad is not None:  # one padded image per sample, in a local buffer (L1)
+        sch.compute_at(pad, n)
+        sch.set_scope(pad, 0, "local")
+        sch.vectorize(sch.get_loops(pad)[-1])
+        outer = n
+    else:
+        outer = sch.fuse(n, occ_o, oh)
+    if parallel:
+        sch.parallel(outer)
+    sch.decompose_reduction(rv, kh)
+    for loop in (kw, occ_i, ow_i, ocb_o):
+        if loop is not None:
+            sch.unroll(loop)
+    sch.tensorize(ocb_i, name)
+
+
+def _checked_loops(sch: s_tir.Schedule, rv, intrin: KernelIntrin) -> tuple[list, list]:
+    """The conv block's 10 loops and its static extents (None where symbolic), or an
+    IntSmoothError where the block is not a blocked conv that ``intrin`` fits."""
     loops = sch.get_loops(rv)
     iters = sch.get(rv).iter_vars
     kinds = [int(iv.iter_type) for iv in iters]
@@ -78,12 +166,12 @@ def tensorize_blocked_conv(
             "(expected 5 spatial axes n, oc_chunk, oh, ow, oc_block and 5 reduction axes kh, kw, "
             "ic_outer, ic_f_inner, ic_s_inner, as topi.nn.conv2d_NCHWc_int8 builds it)."
         )
-    oc_block, reduce = extents[4], extents[9]
-    if reduce != intrin.reduce or oc_block is None or oc_block % intrin.lanes:
+    oc_lanes, reduce = extents[4], extents[9]
+    if reduce != intrin.reduce or oc_lanes is None or oc_lanes % intrin.lanes:
         raise IntSmoothError(
-            f"tensorize_blocked_conv: block {sch.get(rv).name_hint!r} has {oc_block} output lanes "
-            f"x {reduce} inner reduction, but {intrin.name} computes {intrin.lanes} lanes x "
-            f"{intrin.reduce}: build the conv with n_elems={intrin.reduce} and a multiple of "
+            f"tensorize_blocked_conv: block {sch.get(rv).name_hint!r} has {oc_lanes} output "
+            f"lanes x {reduce} inner reduction, but {intrin.name} computes {intrin.lanes} lanes "
+            f"x {intrin.reduce}: build the conv with n_elems={intrin.reduce} and a multiple of "
             f"{intrin.lanes} output channels per block."
         )
     dtypes = {len(r.source.shape): str(r.source.dtype) for r in sch.get(rv).reads}
@@ -93,17 +181,18 @@ def tensorize_blocked_conv(
             f"and {dtypes.get(7)} weights, but {intrin.name} takes {intrin.data_dtype} x "
             f"{intrin.weight_dtype}: ask tensor_intrin_for for the block's data dtype."
         )
-    n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
-    width = extents[3] or 1  # a symbolic width: no register blocking
-    step = max(d for d in range(1, min(ow_block, width) + 1) if width % d == 0)
-    ow_o, ow_i = sch.split(ow, [None, step])
-    ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
-    # n, oc_chunk, oh stay outermost; an epilogue may already sit under oh (reverse_compute_at)
-    sch.reorder(ow_o, kh, kw, ico, icf, ow_i, ocb_o, ocb_i, ics)
-    outer = sch.fuse(n, occ, oh)
-    if parallel:
-        sch.parallel(outer)
-    sch.decompose_reduction(rv, kh)
-    sch.unroll(ow_i)
-    sch.unroll(ocb_o)
-    sch.tensorize(ocb_i, intrin.name)
+    return loops, extents
+
+
+def _tile(sch, oh, extents, intrin: KernelIntrin, ow_block, oc_block) -> tuple[int, int]:
+    """(columns, output blocks) of the register tile: the caller's, else :func:`tile_shape`'s;
+    one output block deep where something already sits under the ``oh`` loop."""
+    width, oc_chunks = extents[3], extents[1]
+    columns, blocks = tile_shape(width, oc_chunks, extents[4] // intrin.lanes)
+    if not isinstance(sch.get(oh).body, tirx.For):  # an epilogue placed before
+        blocks = 1
+    if ow_block is not None:
+        columns = max(d for d in range(1, min(ow_block, width or 1) + 1) if (width or 1) % d == 0)
+    if oc_block is not None and oc_chunks and oc_chunks % oc_block == 0:
+        blocks = oc_block
+    return columns, blocks

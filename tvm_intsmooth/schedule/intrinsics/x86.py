@@ -36,14 +36,26 @@ STOCK_VNNI = "dot_16x4_vnni"  # TVM 0.27's name, broken with LLVM 22, replaced b
 AVX2_MAX_UNSIGNED = 127  # largest uint8 operand for which the AVX2 intrinsic is exact
 
 
-def _desc(data_dtype: str, reduce: int):
+SCOPES = (("global", "global"), ("global", "local"), ("local", "global"), ("local", "local"))
+
+
+def scoped_name(name: str, data_scope: str = "global", acc_scope: str = "global") -> str:
+    """The name of intrinsic ``name``'s variant whose data operand lives in ``data_scope`` and
+    accumulators in ``acc_scope`` (tensorize matches buffer scopes): ``name`` itself for
+    global memory, else ``name.<data>_<acc>``."""
+    if (data_scope, acc_scope) == ("global", "global"):
+        return name
+    return f"{name}.{data_scope}_{acc_scope}"
+
+
+def _desc(data_dtype: str, reduce: int, a_scope: str = "global", c_scope: str = "global"):
     """The computation every x86 intrinsic here implements: 16 lanes, ``reduce`` products each."""
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (reduce,), data_dtype, offset_factor=1)
+        A = T.match_buffer(a, (reduce,), data_dtype, offset_factor=1, scope=a_scope)
         B = T.match_buffer(b, (16, reduce), "int8", offset_factor=1)
-        C = T.match_buffer(c, (16,), "int32", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
         with T.sblock("root"):
             T.reads(C[0:16], A[0:reduce], B[0:16, 0:reduce])
             T.writes(C[0:16])
@@ -55,109 +67,128 @@ def _desc(data_dtype: str, reduce: int):
     return desc
 
 
-@T.prim_func(s_tir=True)
-def _vnni_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
-    B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
-    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        a_bytes = T.reinterpret(T.broadcast(a_word, 16), dtype="uint8x64")
-        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-            C.vload([0], dtype="int32x16"),
-            a_bytes,
-            B.vload([0, 0], dtype="int8x64"),
-            dtype="int32x16",
-        )
-
-
-@T.prim_func(s_tir=True)
-def _avx2_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
-    B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
-    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        a_bytes = T.reinterpret(T.broadcast(a_word, 8), dtype="uint8x32")
-        # the two 8-lane halves written out: a loop here would put one loop variable into
-        # every place the intrinsic is used
-        C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+def _vnni_impl(a_scope: str = "global", c_scope: str = "global"):
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            a_bytes = T.reinterpret(T.broadcast(a_word, 16), dtype="uint8x64")
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"),
                 a_bytes,
-                B.vload([0, 0], dtype="int8x32"),
-                dtype="int16x16",
-            ),
-            T.broadcast(T.int16(1), 16),
-            dtype="int32x8",
-        )
-        C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-                a_bytes,
-                B.vload([8, 0], dtype="int8x32"),
-                dtype="int16x16",
-            ),
-            T.broadcast(T.int16(1), 16),
-            dtype="int32x8",
-        )
+                B.vload([0, 0], dtype="int8x64"),
+                dtype="int32x16",
+            )
+
+    return impl
 
 
-@T.prim_func(s_tir=True)
-def _avx512_s16_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
-    B = T.match_buffer(b, (16, 2), "int8", offset_factor=1)
-    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
-        T.writes(C[0:16])
-        a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
-        a_pairs = T.reinterpret(T.broadcast(a_word, 16), dtype="int16x32")
-        C[T.ramp(T.int32(0), 1, 16)] = C.vload([0], dtype="int32x16") + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.pmaddw.d.512"),
-            a_pairs,
-            T.cast(B.vload([0, 0], dtype="int8x32"), "int16x32"),
-            dtype="int32x16",
-        )
+def _avx2_impl(a_scope: str = "global", c_scope: str = "global"):
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (16, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            a_bytes = T.reinterpret(T.broadcast(a_word, 8), dtype="uint8x32")
+            # the two 8-lane halves written out: a loop here would put one loop variable into
+            # every place the intrinsic is used
+            C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                    a_bytes,
+                    B.vload([0, 0], dtype="int8x32"),
+                    dtype="int16x16",
+                ),
+                T.broadcast(T.int16(1), 16),
+                dtype="int32x8",
+            )
+            C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                    a_bytes,
+                    B.vload([8, 0], dtype="int8x32"),
+                    dtype="int16x16",
+                ),
+                T.broadcast(T.int16(1), 16),
+                dtype="int32x8",
+            )
+
+    return impl
 
 
-@T.prim_func(s_tir=True)
-def _avx2_s16_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
-    B = T.match_buffer(b, (16, 2), "int8", offset_factor=1)
-    C = T.match_buffer(c, (16,), "int32", offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
-        T.writes(C[0:16])
-        a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
-        a_pairs = T.reinterpret(T.broadcast(a_word, 8), dtype="int16x16")
-        C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-            a_pairs,
-            T.cast(B.vload([0, 0], dtype="int8x16"), "int16x16"),
-            dtype="int32x8",
-        )
-        C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-            a_pairs,
-            T.cast(B.vload([8, 0], dtype="int8x16"), "int16x16"),
-            dtype="int32x8",
-        )
+def _avx512_s16_impl(a_scope: str = "global", c_scope: str = "global"):
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (2,), "int16", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (16, 2), "int8", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+            T.writes(C[0:16])
+            a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
+            a_pairs = T.reinterpret(T.broadcast(a_word, 16), dtype="int16x32")
+            C[T.ramp(T.int32(0), 1, 16)] = C.vload([0], dtype="int32x16") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.pmaddw.d.512"),
+                a_pairs,
+                T.cast(B.vload([0, 0], dtype="int8x32"), "int16x32"),
+                dtype="int32x16",
+            )
+
+    return impl
+
+
+def _avx2_s16_impl(a_scope: str = "global", c_scope: str = "global"):
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (2,), "int16", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (16, 2), "int8", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+            T.writes(C[0:16])
+            a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
+            a_pairs = T.reinterpret(T.broadcast(a_word, 8), dtype="int16x16")
+            C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                a_pairs,
+                T.cast(B.vload([0, 0], dtype="int8x16"), "int16x16"),
+                dtype="int32x8",
+            )
+            C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                a_pairs,
+                T.cast(B.vload([8, 0], dtype="int8x16"), "int16x16"),
+                dtype="int32x8",
+            )
+
+    return impl
 
 
 def register() -> None:
-    """Register the x86 intrinsics, and ours under the stock VNNI name (idempotent)."""
+    """Register the x86 intrinsics (a variant per scope of the data and the accumulators: see
+    :func:`scoped_name`), and ours under the stock VNNI name (idempotent)."""
     load_stock_intrinsics("x86")  # TVM's registrations first, so that ours replace theirs
-    u8, s16 = _desc("uint8", 4), _desc("int16", 2)
-    TensorIntrin.register(VNNI_U8S8, u8, _vnni_impl, override=True)
-    replace_stock_intrinsic(STOCK_VNNI, u8, _vnni_impl)
-    TensorIntrin.register(AVX2_U8S8, u8, _avx2_impl, override=True)
-    TensorIntrin.register(AVX512_S16S8, s16, _avx512_s16_impl, override=True)
-    TensorIntrin.register(AVX2_S16S8, s16, _avx2_s16_impl, override=True)
+    replace_stock_intrinsic(STOCK_VNNI, _desc("uint8", 4), _vnni_impl())
+    for name, dtype, reduce, impl in (
+        (VNNI_U8S8, "uint8", 4, _vnni_impl),
+        (AVX2_U8S8, "uint8", 4, _avx2_impl),
+        (AVX512_S16S8, "int16", 2, _avx512_s16_impl),
+        (AVX2_S16S8, "int16", 2, _avx2_s16_impl),
+    ):
+        for scopes in SCOPES:
+            TensorIntrin.register(
+                scoped_name(name, *scopes), _desc(dtype, reduce, *scopes), impl(*scopes),
+                override=True,
+            )  # fmt: skip

@@ -1,0 +1,118 @@
+"""RequantizeInt32: the int32 forms of the fixed-point requantization give the int64 chain's
+values to the bit, for every input its dtype can hold (the extremes included)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import te
+
+from tvm_intsmooth.quantize.fixed_point import quantize_multiplier
+from tvm_intsmooth.schedule.requantize import (
+    int32_constants,
+    requantize_int32,
+    requantize_int32_split,
+    split_constants,
+)
+
+INFO = {
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int16": (-32768, 32767),
+    "int32": (-(2**31), 2**31 - 1),
+}
+
+
+def _reference(x, m, r, s, clip):
+    """The graph's int64 chain (Python ints: no overflow anywhere)."""
+    y = (x.astype(object) * m.astype(object) + r.astype(object)) >> s.astype(object)
+    if clip is not None:
+        y = np.minimum(np.maximum(y, clip[0]), clip[1])
+    return y.astype(np.int64)
+
+
+def _inputs(dtype: str, rng, n: int = 4000) -> np.ndarray:
+    lo, hi = INFO[dtype]
+    edges = np.array([lo, lo + 1, -1, 0, 1, hi - 1, hi], dtype=np.int64)
+    edges = edges[(edges >= lo) & (edges <= hi)]
+    return np.concatenate([edges, rng.integers(lo, hi, n, endpoint=True)]).astype(dtype)
+
+
+def _constants(rng, reals: np.ndarray):
+    mult, shift = quantize_multiplier(reals)
+    return mult, np.int64(1) << (shift - 1), shift
+
+
+def _run(compute, x: np.ndarray, consts: dict, clip, out_dtype: str) -> np.ndarray:
+    channels = next(iter(consts.values())).size
+    xt = te.placeholder((x.size // channels, channels), str(x.dtype), name="x")
+    ct = [te.placeholder((channels,), "int32", name=k) for k in consts]
+    out = compute(xt, *ct, clip, out_dtype)
+    lib = tvm.compile(te.create_prim_func([xt, *ct, out]), target="llvm")
+    result = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], out_dtype))
+    args = [
+        tvm.runtime.tensor(x.reshape(-1, channels)),
+        *(tvm.runtime.tensor(v) for v in consts.values()),
+    ]
+    lib(*args, result)
+    return result.numpy().astype(np.int64).reshape(-1)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int16", "int8", "uint8"])
+def test_high_product_form_equals_the_int64_chain(dtype):
+    rng = np.random.default_rng(1)
+    channels = 16
+    reals = np.exp(rng.uniform(np.log(1e-6), np.log(0.24), channels))  # below 1/4: S >= 33
+    if dtype != "int32":
+        reals = np.exp(rng.uniform(np.log(1e-6), np.log(2.0**14), channels))  # pre-shifted
+    m, r, s = _constants(rng, reals)
+    x = _inputs(dtype, rng)
+    x = x[: x.size // channels * channels]
+    consts = int32_constants(m, r, s, max(-INFO[dtype][0], INFO[dtype][1]))
+    assert consts is not None
+    for clip, out in (((0, 127), "uint8"), ((-128, 127), "int8"), (None, "int32")):
+        want = _reference(x.reshape(-1, channels), m, r, s, clip).reshape(-1)
+        got = _run(requantize_int32, x, consts, clip, out)
+        if out == "int32":
+            assert np.all(np.abs(want) < 2**31)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
+def test_split_form_equals_the_int64_chain(dtype):
+    rng = np.random.default_rng(2)
+    channels = 16
+    # the residual operands' rescales to a 2^16 times finer scale (S = 14 to 23)
+    reals = np.exp(rng.uniform(np.log(2.0**8), np.log(2.0**16), channels))
+    if dtype == "int16":
+        reals = np.exp(rng.uniform(np.log(2.0**15), np.log(2.0**16), channels))
+    m, r, s = _constants(rng, reals)
+    x = _inputs(dtype, rng)
+    x = x[: x.size // channels * channels]
+    consts = split_constants(m, r, s, max(-INFO[dtype][0], INFO[dtype][1]))
+    assert consts is not None
+    want = _reference(x.reshape(-1, channels), m, r, s, None).reshape(-1)
+    np.testing.assert_array_equal(_run(requantize_int32_split, x, consts, None, "int32"), want)
+
+
+def test_constants_refuse_what_int32_cannot_hold():
+    m, r, s = _constants(None, np.array([0.5]))  # S = 32: an int32 accumulator cannot
+    assert int32_constants(m, r, s, 2**31) is None
+    assert int32_constants(m, r, s, 127) is not None  # an 8-bit input, pre-shifted
+    m, r, s = _constants(None, np.array([2.0**20]))
+    assert split_constants(m, r, s, 2**15) is None  # x * M_h beyond int32
+    assert int32_constants(np.array([5]), np.array([1]), np.array([0]), 127) is None
+    # a multiplier of 0 (a padded lane) is exact as long as R >> S is 0
+    assert int32_constants(np.array([0]), np.array([0]), np.array([0]), 2**31) is not None
+    assert int32_constants(np.array([0]), np.array([8]), np.array([2]), 2**31) is None
+
+
+def test_padded_lanes_are_exact_too():
+    rng = np.random.default_rng(3)
+    m, r, s = _constants(rng, np.full(16, 1e-3))
+    m[12:], r[12:], s[12:] = 0, 0, 0  # the blocked layout's padded lanes
+    x = _inputs("int32", rng)[:1600]
+    consts = int32_constants(m, r, s, 2**31)
+    want = _reference(x.reshape(-1, 16), m, r, s, (0, 127)).reshape(-1)
+    np.testing.assert_array_equal(_run(requantize_int32, x, consts, (0, 127), "uint8"), want)

@@ -1,0 +1,143 @@
+"""Fixed-point requantization in int32 arithmetic: the same values as the int64 form, exactly.
+
+The quantized graph requantizes ``x`` (int8..int32) by a Q31 multiplier ``M`` in [0, 2^31) and
+a right shift ``S`` (:mod:`tvm_intsmooth.quantize.fixed_point`) in int64:
+``y = (x * M + 2^(S-1)) >> S``, then clamps and narrows. The same ``y`` in int32 operations:
+
+- with ``a = max(0, 33 - S)``: ``y = (x 2^a * M + 2^(S+a-1)) >> (S + a)`` (numerator and
+  denominator times ``2^a``), so the shift ``S' = S + a`` is at least 33; ``x 2^a`` must still
+  fit int32 (small inputs, such as int8 residual operands, take the pre-shift; int32
+  accumulators need ``S >= 33``, a multiplier below 1/4);
+- with ``x' M = H 2^32 + L``, ``0 <= L < 2^32`` (``H``: the high word of the signed 64-bit
+  product, ``vpmuldq`` / ``smull`` and a shuffle): since ``2^(S'-1) = 2^(S'-33) 2^32`` and
+  ``L < 2^32`` cannot carry past a multiple of ``2^S'``,
+  ``y = (H + 2^(S'-33)) >> (S' - 32)``, with ``|H| < 2^30``: no intermediate overflows int32.
+
+:func:`int32_constants` checks these conditions element by element (a multiplier of 0, the
+padded lanes of the blocked layout, needs ``R >> S == 0``) and gives the int32 constants;
+:func:`requantize_int32` is the compute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+
+INT32_MAX = 2**31 - 1
+MIN_SHIFT = 33  # the form needs S' >= 33
+
+
+def _as_arrays(mult, rounding, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m, r, s = (np.asarray(v, dtype=np.int64) for v in (mult, rounding, shift))
+    m, r, s = np.broadcast_arrays(m, r, s)
+    if m.ndim == 0:
+        m, r, s = (v.reshape(1) for v in (m, r, s))
+    return m, r, s
+
+
+def split_constants(
+    mult: np.ndarray, rounding: np.ndarray, shift: np.ndarray, x_max_abs: int
+) -> dict[str, np.ndarray] | None:
+    """For small inputs (an 8-bit residual operand, say): with ``M = M_h 2^S + M_l``,
+    ``0 <= M_l < 2^S``, ``(x M + R) >> S = x M_h + ((x M_l + R) >> S)`` exactly (``x M_h 2^S``
+    is a multiple of ``2^S``); every term fits int32 when ``|x| M_h`` and ``|x| M_l + R`` do.
+    The int32 constants ``mult_high``, ``mult_low``, ``rounding``, ``shift``, or None."""
+    m, r, s = _as_arrays(mult, rounding, shift)
+    if np.any(m < 0) or np.any(s < 0) or np.any(s > 31) or np.any(r < 0):
+        return None
+    high, low = m >> s, m & ((np.int64(1) << s) - 1)
+    x = int(x_max_abs)
+    if np.any(x * high > INT32_MAX) or np.any(x * low + r > INT32_MAX):
+        return None
+    return {
+        "mult_high": high.astype(np.int32),
+        "mult_low": low.astype(np.int32),
+        "rounding": r.astype(np.int32),
+        "shift": s.astype(np.int32),
+    }
+
+
+def int32_constants(
+    mult: np.ndarray, rounding: np.ndarray, shift: np.ndarray, x_max_abs: int
+) -> dict[str, np.ndarray] | None:
+    """The int32 constants ``shift_left``, ``mult``, ``rounding``, ``shift_right`` (broadcast
+    to one shape, at least 1-D) that compute ``(x * mult + rounding) >> shift`` exactly for
+    every ``|x| <= x_max_abs``, or None where some element does not allow it."""
+    m, r, s = _as_arrays(mult, rounding, shift)
+    zero = m == 0
+    if np.any(m < 0) or np.any(m > INT32_MAX) or np.any((s < 1) & ~zero) or np.any(s > 62):
+        return None
+    if np.any(zero & ((r >> np.clip(s, 0, 62)) != 0)):
+        return None
+    if np.any(~zero & (r != (np.int64(1) << np.clip(s - 1, 0, 62)))):
+        return None
+    left = np.where(zero, 0, np.maximum(0, MIN_SHIFT - s))
+    if np.any(int(x_max_abs) * (np.int64(1) << left) > INT32_MAX + 1):
+        return None
+    total = np.where(zero, MIN_SHIFT, s + left)
+    return {
+        "shift_left": left.astype(np.int32),
+        "mult": m.astype(np.int32),
+        "rounding": (np.int64(1) << (total - MIN_SHIFT)).astype(np.int32),
+        "shift_right": (total - 32).astype(np.int32),
+    }
+
+
+def _broadcast(tensor: te.Tensor, index: tuple) -> tirx.PrimExpr:
+    """``tensor`` read at ``index`` with numpy broadcasting (right-aligned, size-1 axes)."""
+    dims = list(tensor.shape)
+    tail = index[len(index) - len(dims) :]
+    return tensor[tuple(0 if int(d) == 1 else i for d, i in zip(dims, tail, strict=True))]
+
+
+def requantize_int32(
+    x: te.Tensor,
+    shift_left: te.Tensor | None,
+    mult: te.Tensor,
+    rounding: te.Tensor,
+    shift_right: te.Tensor,
+    clip: tuple[int, int] | None,
+    out_dtype: str,
+) -> te.Tensor:
+    """``clip((x * M + 2^(S-1)) >> S)`` as ``out_dtype``, in int32 (module docstring);
+    ``shift_left`` None: no pre-shift (an int32 input, whose shifts are all 0)."""
+    i32, i64 = "int32", "int64"
+
+    def value(*index):
+        wide = x(*index).astype(i32)
+        if shift_left is not None:
+            wide = wide << _broadcast(shift_left, index)
+        product = wide.astype(i64) * _broadcast(mult, index).astype(i64)
+        high = (product >> tirx.const(32, i64)).astype(i32)
+        y = (high + _broadcast(rounding, index)) >> _broadcast(shift_right, index)
+        if clip is not None:
+            y = tirx.max(tirx.min(y, tirx.const(clip[1], i32)), tirx.const(clip[0], i32))
+        return y.astype(out_dtype)
+
+    return te.compute(x.shape, value, name="requantize_int32")
+
+
+def requantize_int32_split(
+    x: te.Tensor,
+    mult_high: te.Tensor,
+    mult_low: te.Tensor,
+    rounding: te.Tensor,
+    shift: te.Tensor,
+    clip: tuple[int, int] | None,
+    out_dtype: str,
+) -> te.Tensor:
+    """``clip((x * M + R) >> S)`` as ``out_dtype`` for small ``x``, in int32
+    (:func:`split_constants`): ``x * M_h + ((x * M_l + R) >> S)``."""
+    i32 = "int32"
+
+    def value(*index):
+        v = x(*index).astype(i32)
+        low = (v * _broadcast(mult_low, index) + _broadcast(rounding, index)) >> _broadcast(
+            shift, index
+        )
+        y = v * _broadcast(mult_high, index) + low
+        if clip is not None:
+            y = tirx.max(tirx.min(y, tirx.const(clip[1], i32)), tirx.const(clip[0], i32))
+        return y.astype(out_dtype)
+
+    return te.compute(x.shape, value, name="requantize_int32")

@@ -1,0 +1,201 @@
+"""RequantizeInt32: the fixed-point requantizations of the graph in int32, to the bit.
+
+The quantized graph requantizes with an int64 chain (``quantize/fixed_point.py``)::
+
+    t = astype(x, "int64"); t = t * M; t = t + 2^(S-1); t = t >> S; [t = clip(t, lo, hi)]
+    y = astype(t, out)                        # x: int8..int32, out: int8, uint8 or int32
+
+This pass replaces every such chain whose constants allow it by one elementwise kernel in int32
+arithmetic (:func:`tvm_intsmooth.schedule.requantize.requantize_int32`: a 32 x 32 -> 64 bit
+high product, an add and a shift), which gives the same ``y`` for every input the chain's input
+dtype can hold (the proof is in that module; :func:`int32_constants` checks its conditions
+element by element). A chain that does not qualify (a multiplier of 1/4 or more on an int32
+accumulator, say) is left in int64. After FuseOps the kernel is the convolutions' epilogue: half
+the vector width of int64, and no 64-bit multiplies.
+
+The multipliers and shifts stay tensors (per channel, or one element), never immediates, so a
+model calibrated on other data has the same PrimFuncs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from tvm_intsmooth.schedule.requantize import (
+    int32_constants,
+    requantize_int32,
+    requantize_int32_split,
+    split_constants,
+)
+
+_CHAIN = ("relax.multiply", "relax.add", "relax.right_shift")
+_OUT_DTYPES = ("int8", "uint8", "int32")
+
+
+def _const(expr) -> np.ndarray | None:
+    if isinstance(expr, tvm.ir.GenericConst):
+        value = expr.value.numpy()
+        return value if value.dtype.kind in "iu" else None
+    return None
+
+
+def _prim_int(expr) -> int | None:
+    """An integer clip bound (an IntImm), or None."""
+    return int(expr.value) if isinstance(expr, tvm.tirx.IntImm) else None
+
+
+SMALL_INPUT = 2**15  # inputs of at most 16 bits try the split form first
+
+
+@dataclass(frozen=True)
+class _Chain:
+    x: relax.Expr
+    form: str  # "split" (small inputs) or "high" (the high product)
+    constants: dict[str, np.ndarray]
+    clip: tuple[int, int] | None
+    out_dtype: str
+
+
+def _dtype_max_abs(dtype: str) -> int | None:
+    if dtype not in ("int8", "uint8", "int16", "uint16", "int32"):
+        return None
+    info = np.iinfo(dtype)
+    return max(-int(info.min), int(info.max))
+
+
+class _Finder:
+    """Finds the requantization chains of one dataflow block: final var -> chain."""
+
+    def __init__(self, block: relax.DataflowBlock):
+        self.values = {b.var: b.value for b in block.bindings if isinstance(b, relax.VarBinding)}
+        self.uses: dict[relax.Var, int] = {}
+        for value in self.values.values():
+            for var in relax.analysis.free_vars(value):
+                self.uses[var] = self.uses.get(var, 0) + 1
+        self.users: dict[relax.Var, relax.Var] = {}
+        for var, value in self.values.items():
+            for free in relax.analysis.free_vars(value):
+                self.users[free] = var
+
+    def _call(self, var, name: str) -> relax.Call | None:
+        value = self.values.get(var)
+        if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
+            return value if value.op.name == name else None
+        return None
+
+    def _next(self, var) -> relax.Var | None:
+        """The one binding that uses ``var`` (None if there are several, or it is an output)."""
+        if self.uses.get(var) != 1 or not isinstance(var, relax.DataflowVar):
+            return None
+        return self.users.get(var)
+
+    def chains(self) -> dict[relax.Var, _Chain]:
+        out = {}
+        for var, value in self.values.items():
+            chain = self._chain_from(var, value)
+            if chain is not None:
+                out[chain[0]] = chain[1]
+        return out
+
+    def _chain_from(self, var, value) -> tuple[relax.Var, _Chain] | None:
+        """The chain that starts at ``var = astype(x, "int64")``: (its final var, the chain)."""
+        if not (isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.astype"):
+            return None
+        x = value.args[0]
+        x_max = _dtype_max_abs(str(x.ty.dtype)) if isinstance(x.ty, relax.TensorType) else None
+        if str(value.attrs.dtype) != "int64" or x_max is None:
+            return None
+        consts, var = self._int64_steps(var)
+        if var is None:
+            return None
+        clip, var = self._clip(var)
+        final = self._next(var) if var is not None else None
+        call = self._call(final, "relax.astype") if final is not None else None
+        if call is None or str(call.attrs.dtype) not in _OUT_DTYPES:
+            return None
+        if clip is None and str(call.attrs.dtype) != "int32":
+            return None  # a narrowing cast without a clamp wraps: keep the int64 form
+        form, constants = "split", None
+        if x_max <= SMALL_INPUT:  # 8- and 16-bit inputs: the split form (no high product)
+            constants = split_constants(*consts, x_max)
+        if constants is None:
+            form, constants = "high", int32_constants(*consts, x_max)
+        if constants is None:
+            return None
+        return final, _Chain(x, form, constants, clip, str(call.attrs.dtype))
+
+    def _int64_steps(self, var) -> tuple[list[np.ndarray], relax.Var | None]:
+        """The constants of ``* M``, ``+ R``, ``>> S`` after ``var``, and the shift's var."""
+        consts = []
+        for name in _CHAIN:
+            var = self._next(var)
+            call = self._call(var, name) if var is not None else None
+            const = _const(call.args[1]) if call is not None else None
+            if const is None or str(call.args[1].ty.dtype) != "int64":
+                return consts, None
+            consts.append(const)
+        return consts, var
+
+    def _clip(self, var) -> tuple[tuple[int, int] | None, relax.Var | None]:
+        """The clamp after ``var`` if there is one (its bounds, its var), else (None, var); a
+        clamp beyond int32: (None, None)."""
+        following = self._next(var)
+        call = self._call(following, "relax.clip") if following is not None else None
+        if call is None:
+            return None, var
+        lo, hi = _prim_int(call.args[1]), _prim_int(call.args[2])
+        if lo is None or hi is None or lo < -(2**31) or hi > 2**31 - 1:
+            return None, None
+        return (lo, hi), following
+
+
+@relax.expr_functor.mutator
+class _Rewriter(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, chains: dict[relax.Var, _Chain]):
+        super().__init__(mod)
+        self.chains = chains
+
+    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+        chain = self.chains.get(binding.var)
+        if chain is None:
+            super().visit_var_binding_(binding)
+            return
+        compute = requantize_int32 if chain.form == "high" else requantize_int32_split
+        args = [relax.const(v, "int32") for v in chain.constants.values()]
+        if chain.form == "high" and str(chain.x.ty.dtype) == "int32":
+            args[0] = None  # an int32 input is never pre-shifted (int32_constants)
+        call = self.builder_.call_te(
+            compute,
+            self.visit_expr(chain.x),
+            *args,
+            chain.clip,
+            chain.out_dtype,
+            primfunc_name_hint="requantize_int32",
+        )
+        self.set_var_remap(binding.var, self.builder_.emit(call, name_hint=binding.var.name))
+
+
+@tvm.transform.module_pass(opt_level=0, name="RequantizeInt32")
+class RequantizeInt32:
+    """Rewrite the int64 requantization chains of every Relax function into int32 kernels
+    (exact: see the module docstring); the dead int64 chains are removed."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        chains: dict[relax.Var, _Chain] = {}
+        for func in mod.functions.values():
+            if isinstance(func, relax.Function) and isinstance(func.body, relax.SeqExpr):
+                for block in func.body.blocks:
+                    if isinstance(block, relax.DataflowBlock):
+                        chains.update(_Finder(block).chains())
+        if not chains:
+            return mod
+        rewriter = _Rewriter(mod, chains)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+        out = rewriter.builder_.get()
+        return relax.transform.DeadCodeElimination()(out)
