@@ -16,7 +16,12 @@ from tvm.s_tir import meta_schedule as ms
 class FakeBuilder(ms.builder.PyBuilder):
     """Builds nothing: every candidate 'builds' (into an empty folder of its own)."""
 
+    def __init__(self):
+        super().__init__()
+        self.built = 0
+
     def build(self, build_inputs):
+        self.built += len(build_inputs)
         return [
             ms.builder.BuilderResult(tempfile.mkdtemp(prefix="fake_") + "/fake.so", None)
             for _ in build_inputs

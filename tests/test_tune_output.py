@@ -68,8 +68,8 @@ def smoothed():
     return smooth(conv_model(), random_images(SHAPE, 32, seed=1), 0.5, batch=10)
 
 
-def fake_tune(smoothed, out, trials, runner=None, **kwargs):
-    return tune(smoothed, TARGET, trials=trials, output=out, builder=FakeBuilder(),
+def fake_tune(smoothed, out, trials, runner=None, builder=None, **kwargs):
+    return tune(smoothed, TARGET, trials=trials, output=out, builder=builder or FakeBuilder(),
                 runner=runner or FakeRunner(), trials_per_iter=2, progress=False, keep="all",
                 **kwargs)  # fmt: skip
 
@@ -89,9 +89,10 @@ def test_ctrl_c_stops_after_the_running_candidate_and_keeps_what_was_measured(sm
     """SIGINT while the third candidate runs: it finishes and is kept, nothing more runs,
     info.json says interrupted; before, the search ran all its trials."""
     out = tmp_path / "db"
-    runner = FakeRunner(interrupt_at=1 + 3)
-    result = fake_tune(smoothed, out, trials=40, runner=runner)
+    runner, builder = FakeRunner(interrupt_at=1 + 3), FakeBuilder()
+    result = fake_tune(smoothed, out, trials=40, runner=runner, builder=builder)
     assert result.interrupted and result.trials == 3 and runner.calls == 4
+    assert builder.built == 2 + 2 + 3  # two rounds, and the untuned schedules; nothing after
     info = json.loads((out / "info.json").read_text())
     assert info["interrupted"] is True and info["trials"] == 3 and info["complete"] is True
     assert len(load_database(out).database.get_all_tuning_records()) >= 1

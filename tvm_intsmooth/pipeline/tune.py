@@ -43,11 +43,13 @@ from tvm_intsmooth.compat import filtered_stderr
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.pipeline.phases import fused_module
 from tvm_intsmooth.pipeline.tune_control import (
-    INTERRUPTED,
     RoundEnd,
     StopOnInterrupt,
+    StoppableBuilder,
     StoppableRunner,
+    StoppableSearch,
     ignore_sigint,
+    is_interrupted,
 )
 from tvm_intsmooth.schedule.blocked_kernels import DATA_MAX_ATTR
 from tvm_intsmooth.schedule.database import (
@@ -262,10 +264,11 @@ def space_generator(
 
 
 def _tune_contexts(
-    spec: TargetSpec, tasks: list, work: str, trials_per_iter: int, seed: int
+    spec: TargetSpec, tasks: list, work: str, trials_per_iter: int, seed: int, stop=None
 ) -> list[ms.TuneContext]:
     """MetaSchedule's ``extracted_tasks_to_tune_contexts``, with each task's own search space
-    (its conv's data bound decides which intrinsics are exact for it)."""
+    (its conv's data bound decides which intrinsics are exact for it); with ``stop`` (a
+    :class:`~.tune_control.StopOnInterrupt`), searches that end once it is stopping."""
     from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
     from tvm.s_tir.meta_schedule.utils import fork_seed
 
@@ -275,9 +278,7 @@ def _tune_contexts(
             mod=task.dispatched[0],
             target=task.target,
             space_generator=space_generator(spec, conv_data_max(task.dispatched[0]["main"])),
-            search_strategy=ms.search_strategy.EvolutionarySearch(
-                population_size=max(16, min(512, 4 * trials_per_iter))
-            ),
+            search_strategy=_search_strategy(trials_per_iter, stop),
             task_name=task.task_name,
             logger=logger,
             rand_state=rand_state,
@@ -287,6 +288,13 @@ def _tune_contexts(
             tasks, loggers, fork_seed(seed, n=len(tasks)), strict=True
         )
     ]
+
+
+def _search_strategy(trials_per_iter: int, stop) -> ms.search_strategy.SearchStrategy:
+    search = ms.search_strategy.EvolutionarySearch(
+        population_size=max(16, min(512, 4 * trials_per_iter))
+    )
+    return search if stop is None else StoppableSearch(search, stop)
 
 
 def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params) -> tvm.runtime.Module:
@@ -332,7 +340,7 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
         result = self.results[task_id]
         for run in runner_results:
-            if run.error_msg == INTERRUPTED:
+            if is_interrupted(run.error_msg):  # skipped after Ctrl-C: no trial
                 continue
             result.trials += 1
             if run.error_msg is None and run.run_secs:
@@ -506,8 +514,9 @@ def tune(
         "keep": keep,
     }
     start = time.perf_counter()
+    stop = StopOnInterrupt()
     with tempfile.TemporaryDirectory(prefix="intsmooth_tune_") as work:
-        contexts = _tune_contexts(spec, [t for t, _ in found], work, trials_per_iter, seed)
+        contexts = _tune_contexts(spec, [t for t, _ in found], work, trials_per_iter, seed, stop)
         database = ms.database.JSONDatabase(work_dir=work, module_equality=MODULE_EQUALITY)
         measure_defaults(found, results, spec, builder, runner)  # before: every save is pruned
 
@@ -516,7 +525,7 @@ def tune(
             kept = keep_best(database, found, results, keep)
             _save(out, base, kept, result, {**info, "interrupted": stop.requested}, complete)
 
-        with StopOnInterrupt() as stop:
+        with stop:
             round_end = RoundEnd(stop, save)
             _search(
                 contexts,
@@ -527,7 +536,7 @@ def tune(
                 [_Progress(results, None), round_end],
                 trials=trials,
                 trials_per_iter=trials_per_iter,
-                builder=builder,
+                builder=StoppableBuilder(builder, stop),
                 progress=progress,
             )
         result.interrupted = stop.requested
