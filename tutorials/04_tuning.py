@@ -18,10 +18,12 @@ In a shell:
     intsmooth compile MODEL.onnx --sigma 0.25 --calib DATA --batch 50 --schedules DB -o ART_TUNED
     intsmooth bench ART ; intsmooth bench ART_TUNED
 
-Without `-o`, `tune` writes to schedules/<target>/<key>/, where `compile` finds it by itself. A
+Without `-o`, `tune` writes to <target>/<key>/ in the user's folder ($INTSMOOTH_SCHEDULES, else
+~/.cache/tvm_intsmooth/schedules), where `compile` finds it by itself; it merges into the
+database already there, saves after every round, and Ctrl-C keeps what was measured. A
 database serves every model of the same architecture, input shape and batch, whatever its
 weights, calibration data and sigma. The bundled models come with databases for batch 100 on
-x86-vnni and x86-avx2 (schedules/README.md).
+x86-vnni and x86-avx2 (schedules/README.md), which tune merges into and never writes.
 
 Tuning never changes a vote: every candidate computes the same integer sums, and tuning keeps a
 kernel's tuned schedule only where it is faster than the fixed one. This tutorial checks it.
