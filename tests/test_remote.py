@@ -403,7 +403,7 @@ def fake_complete_cache(folder: Path) -> emulator_cache.EmulatorRoot:
 
 
 def test_cache_missing_or_corrupt(tmp_path):
-    with pytest.raises(IntSmoothError, match="missing or was never completed"):
+    with pytest.raises(IntSmoothError, match="missing, was never completed"):
         emulator_cache.find_root(tmp_path / "empty")
     emu = fake_complete_cache(tmp_path / "cache")
     assert emulator_cache.find_root(tmp_path / "cache") == emu
@@ -416,15 +416,20 @@ def test_cache_missing_or_corrupt(tmp_path):
 
 
 def test_cache_is_checked_by_content_not_size(tmp_path):
-    """A library of the emulated root replaced by another of the same size is refused, and so
-    is a marker of the older kind (sizes only)."""
+    """A library of the emulated root replaced by another of the same size is refused; a cache
+    whose marker is of the older kind (sizes only) is not trusted but prepared again (here the
+    mirror refuses connections, so preparing fails at once, after removing the old files)."""
     emu = fake_complete_cache(tmp_path)
     (emu.folder / "site/tvm/lib/libtvm_runtime.so").write_bytes(b"y" * 10)
     with pytest.raises(IntSmoothError, match="libtvm_runtime.so is not the file prepared"):
         emulator_cache.find_root(tmp_path)
     emu.marker.write_text(json.dumps({"files": {rel: 10 for rel in emulator_cache.ESSENTIAL}}))
-    with pytest.raises(IntSmoothError, match="completion marker is unreadable"):
+    with pytest.raises(IntSmoothError, match="prepared by an earlier version"):
         emulator_cache.find_root(tmp_path)
+    mirror = f"http://127.0.0.1:{free_port()}/debian"
+    with pytest.raises(IntSmoothError, match="downloading the arm64 Debian packages"):
+        emulator_cache.prepare(tmp_path, mirror=mirror)
+    assert not emu.marker.exists() and not (emu.folder / "site/tvm/lib/libtvm_runtime.so").exists()
 
 
 def test_half_prepared_cache_is_redone_and_download_failure_is_clear(tmp_path):

@@ -90,6 +90,15 @@ class EmulatorRoot:
     def marker(self) -> Path:
         return self.folder / "complete.json"
 
+    @property
+    def completed(self) -> bool:
+        """Whether the cache was completed, by this version: a marker that records the files'
+        SHA-256 (a cache of an earlier version, whose marker records sizes, is prepared again)."""
+        try:
+            return "sha256" in json.loads(self.marker.read_text())
+        except (OSError, ValueError, TypeError):
+            return False
+
     def command(self, *args: str) -> list[str]:
         """The command line running the guest Python with ``args``."""
         return [QEMU, "-L", str(self.root), str(self.root / GUEST_PYTHON), *args]
@@ -137,9 +146,10 @@ def find_root(cache_dir: str | os.PathLike | None = None) -> EmulatorRoot:
     """The prepared cache in ``cache_dir``; IntSmoothError when it is missing or corrupt."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     emu = EmulatorRoot(cache / cache_tag(wheel_versions()))
-    if not emu.marker.is_file():
+    if not emu.completed:
         raise IntSmoothError(
-            f"the emulated Pi's cache {emu.folder} is missing or was never completed: run "
+            f"the emulated Pi's cache {emu.folder} is missing, was never completed or was "
+            "prepared by an earlier version: run "
             "`intsmooth emulate-pi` once to prepare it (about 150 MB of downloads)."
         )
     emu.check()
@@ -156,8 +166,9 @@ def prepare(
     """Prepare the emulated Pi's files once and return them (see the module docstring).
 
     Safe to call from several processes at once: one prepares under a file lock, the others wait
-    and reuse its result. A cache left half-prepared (no completion marker) is removed and
-    prepared again; a completed one is only checked (``refresh`` prepares it again anyway).
+    and reuse its result. A cache left half-prepared (no completion marker), or prepared by an
+    earlier version (a marker without the files' SHA-256), is removed and prepared again; a
+    completed one is only checked (``refresh`` prepares it again anyway).
 
     Raises:
         IntSmoothError: a tool is missing, a download fails, or the completed cache is corrupt.
@@ -166,7 +177,7 @@ def prepare(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     versions = wheel_versions()
     emu = EmulatorRoot(cache / cache_tag(versions))
-    if emu.marker.is_file() and not refresh:
+    if emu.completed and not refresh:
         emu.check()
         return emu
     _check_tools()
@@ -177,7 +188,7 @@ def prepare(
         except BlockingIOError:
             say(f"waiting for another process that is preparing {emu.folder}")
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when it finishes or dies
-        if refresh or not emu.marker.is_file():
+        if refresh or not emu.completed:
             _prepare_unlocked(emu, versions, mirror, say)
     emu.check()
     return emu
