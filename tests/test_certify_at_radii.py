@@ -221,6 +221,16 @@ def test_cli_rows_do_not_depend_on_thread_count(cli_rows, artifact, data, tmp_pa
 
 
 @pytest.mark.slow
+def test_cli_rows_do_not_depend_on_batch_size(cli_rows, smoothed_by_batch, data, tmp_path):
+    """The same model compiled for 16 samples per call instead of 100: the same rows."""
+    artifact16 = save_artifact(smoothed_by_batch(16), tmp_path / "conv16")
+    out = tmp_path / "batch16.tsv"
+    proc = intsmooth_cli(*certify_args(artifact16, data, out))
+    assert proc.returncode == 0, proc.stderr
+    assert rows_without_time(out) == rows_without_time(cli_rows)
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_identical_rows(cli_rows, artifact, data, tmp_path):
     """A run killed while certifying image 2 left rows 0 and 1 and half a line: the same
     command finishes it with the rows of an uninterrupted run."""
