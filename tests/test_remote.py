@@ -196,6 +196,7 @@ def address(pi: EmulatedPi) -> str:
 # --- ARM counts equal x86 counts -----------------------------------------------------------
 
 
+@pytest.mark.slow  # emulated Pis under qemu
 @pytest.mark.parametrize("model", [pytest.param("resnet20", marks=pytest.mark.slow), "qdq"])
 def test_rpi_builds_on_emulated_pi_count_like_x86(model, request, emulated):
     """rpi4 (NEON) and rpi5 (NEON + dotprod) libraries, run on the emulated aarch64 CPU over RPC,
@@ -224,6 +225,7 @@ def test_rpi_builds_on_emulated_pi_count_like_x86(model, request, emulated):
 # --- bench ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # emulated Pis under qemu
 def test_bench_on_emulated_pi_says_emulated(artifacts, emulated):
     proc = intsmooth(
         "bench", artifacts["qdq", "rpi4"], "--rpc", address(emulated["pi"]), "--n", 8, "--repeat", 3
@@ -264,6 +266,7 @@ def local_rows(artifacts, qdq_data, tmp_path_factory):
     return rows(out)
 
 
+@pytest.mark.slow  # emulated Pis under qemu
 def test_certify_rpc_matches_local(artifacts, qdq_data, emulated, local_rows, tmp_path):
     out = tmp_path / "rpc.tsv"
     pi = address(emulated["pi"])
@@ -286,6 +289,7 @@ def test_certify_tracker_shards_and_matches_local(
     assert rows(out) == local_rows[:7]
 
 
+@pytest.mark.slow  # emulated Pis under qemu
 def test_wrong_key_and_tracker_gone(artifacts, qdq_data, emulated, tmp_path):
     tracker = "{}:{}".format(*emulated["tracker"])
     out = tmp_path / "x.tsv"
@@ -317,6 +321,7 @@ def run_and_strike(args, out: Path, strike, timeout=400) -> subprocess.Completed
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
+@pytest.mark.slow  # emulated Pis under qemu
 def test_tracker_run_survives_a_hung_pi(artifacts, qdq_data, emulated, local_rows, tmp_path):
     """A Pi that stops answering (SIGSTOP) is dropped after --timeout; its image goes to the
     other Pi and no row is lost or changed."""
@@ -334,6 +339,7 @@ def test_tracker_run_survives_a_hung_pi(artifacts, qdq_data, emulated, local_row
     assert rows(out) == local_rows
 
 
+@pytest.mark.slow  # emulated Pis under qemu
 def test_tracker_run_survives_a_killed_pi(artifacts, qdq_data, emulated, local_rows, tmp_path):
     """Killing one of the two Pis mid-run loses nothing; killing the last one ends the run with
     a clear error and keeps every finished row."""
@@ -378,6 +384,7 @@ def test_server_that_never_answers_times_out():
         assert time.monotonic() - start < 10
 
 
+@pytest.mark.slow  # emulated Pis under qemu
 def test_library_for_another_architecture(artifacts, emulated):
     session = Device.parse(rpc=address(emulated["pi"])).open()
     with pytest.raises(IntSmoothError, match="built for x86_64, but .* is aarch64"):
@@ -472,6 +479,7 @@ def test_two_emulators_share_one_preparation(tmp_path):
     assert result == [emu]
 
 
+@pytest.mark.slow  # a MetaSchedule build and run over RPC
 def test_tune_runner_times_a_candidate_over_rpc():
     """MetaSchedule's RPC runner from --rpc (a direct server, no tracker) measures a kernel."""
     from tvm import te

@@ -53,10 +53,13 @@ def _host_has(feature: str) -> bool:
     return bool(tvm.target.codegen.target_has_features(feature, host))
 
 
-pytestmark = pytest.mark.skipif(
-    not _host_has("avx512vnni"),
-    reason=f"timing {TARGET} candidates needs a CPU with AVX-512 VNNI",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not _host_has("avx512vnni"),
+        reason=f"timing {TARGET} candidates needs a CPU with AVX-512 VNNI",
+    ),
+    pytest.mark.slow,  # the module's database is tuned by `intsmooth tune` (MetaSchedule builds)
+]
 
 
 def other_weights(model: onnx.ModelProto, seed: int) -> onnx.ModelProto:
