@@ -47,6 +47,12 @@ def _find_block(sch: s_tir.Schedule, name: str):
     return children[names.index(name)] if name in names else None
 
 
+def _is_last(sch: s_tir.Schedule, block) -> bool:
+    """``block`` is the last child of the root block (nothing consumes it in the function)."""
+    children = sch.get_child_blocks(sch.get_sblock("root"))
+    return sch.get(children[-1]).name_hint == sch.get(block).name_hint
+
+
 def _conv_data_dtype(sch: s_tir.Schedule, block) -> str:
     reads = sch.get(block).reads
     return str(reads[0].source.dtype)
@@ -115,6 +121,27 @@ def _blocked_window(sch: s_tir.Schedule, block) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
+ROWS_BLOCK_NAME = "to_rows"
+MAX_ROW_UNROLL = 512  # row values written as straight-line code (each index a constant)
+
+
+def _rows(sch: s_tir.Schedule, block) -> bool:
+    """The first layer's input rows (noise + pixels, padded, channels side by side): producers
+    inlined, rows in parallel, each row's values unrolled, so that the pixel and channel of every
+    value are constants (no division per value). False where the row is too long."""
+    loops = sch.get_loops(block)
+    if int(sch.get(loops[-1]).extent) > MAX_ROW_UNROLL:
+        return False
+    root = sch.get_sblock("root")
+    blocks = sch.get_child_blocks(root)
+    names = [sch.get(b).name_hint for b in blocks]
+    for producer in blocks[: names.index(ROWS_BLOCK_NAME)]:
+        sch.compute_inline(producer)
+    sch.parallel(sch.fuse(*loops[:-1]))
+    sch.unroll(loops[-1])
+    return True
+
+
 def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc:
     """The scheduled PrimFunc, or ``func`` unchanged where it holds no blocked conv (or blocked
     pooling) or already has a (tuned) schedule."""
@@ -123,6 +150,10 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     conv = _find_block(sch, CONV_BLOCK_NAME)
     if conv is None:
+        rows = _find_block(sch, ROWS_BLOCK_NAME)
+        if rows is not None and _is_last(sch, rows):
+            scheduled = _rows(sch, rows)
+            return sch.mod["main"].with_attr("tirx.is_scheduled", True) if scheduled else func
         window = _find_block(sch, POOL_BLOCK_NAME) or _find_block(sch, SUM_BLOCK_NAME)
         if window is None:
             return func

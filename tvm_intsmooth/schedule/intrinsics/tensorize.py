@@ -112,13 +112,16 @@ def tensorize_blocked_conv(
     rv = sch.get_sblock(block) if isinstance(block, str) else block
     loops, extents = _checked_loops(sch, rv, intrin)
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
-    columns, blocks = _tile(sch, oh, extents, intrin, ow_block, oc_block)
     data_scope = "local" if pad is not None else "global"
     acc_scope = "local" if epilogue is not None else "global"
     name = scoped_name(intrin.name, data_scope, acc_scope)
     if TensorIntrin.get(name, allow_missing=True) is None:  # TVM's own: global memory only
         name, pad, epilogue = intrin.name, None, epilogue
         acc_scope = "global"
+    if extents[0] and extents[2] == extents[3] == 1 and pad is None and ow_block is None:
+        _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel)
+        return
+    columns, blocks = _tile(sch, oh, extents, intrin, ow_block, oc_block)
     ow_o, ow_i = sch.split(ow, [None, columns])
     ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
     # n, oc_chunk, oh stay outermost; an epilogue may already sit under oh (reverse_compute_at)
@@ -149,6 +152,29 @@ def tensorize_blocked_conv(
     for loop in (kw, occ_i, ow_i, ocb_o):
         if loop is not None:
             sch.unroll(loop)
+    sch.tensorize(ocb_i, name)
+
+
+def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel) -> None:
+    """A 1 x 1 output (a dense layer as a conv): the tile's columns are samples of the batch,
+    so each weight vector serves several samples."""
+    n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
+    samples, blocks = tile_shape(extents[0], extents[1], extents[4] // intrin.lanes)
+    n_o, n_i = sch.split(n, [None, samples])
+    occ_o, occ_i = sch.split(occ, [None, blocks])
+    ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
+    sch.reorder(n_o, occ_o, oh, ow, kh, kw, ico, icf, occ_i, n_i, ocb_o, ocb_i, ics)
+    if epilogue is not None:
+        if acc_scope == "local":
+            sch.set_scope(rv, 0, "local")
+        sch.reverse_compute_at(epilogue, ow)
+        sch.vectorize(sch.get_loops(epilogue)[-1])
+    outer = sch.fuse(n_o, occ_o)
+    if parallel:
+        sch.parallel(outer)
+    sch.decompose_reduction(rv, kh)
+    for loop in (occ_i, n_i, ocb_o):
+        sch.unroll(loop)
     sch.tensorize(ocb_i, name)
 
 
