@@ -145,8 +145,10 @@ class _BlockedRewriter(relax.PyExprMutator):
                 self.flattened[var] = binding  # emitted only if something but a dense reads it
                 return
         for free in relax.analysis.free_vars(value):
-            if free in self.flattened:
-                super().visit_var_binding_(self.flattened.pop(free))
+            if free in self.flattened:  # a flatten read by something else than a dense
+                flatten = self.flattened.pop(free)
+                self._make_plain(flatten.value.args[0])  # it flattens the NCHW value
+                super().visit_var_binding_(flatten)
             if free in self.blocked:
                 self._make_plain(free)
         super().visit_var_binding_(binding)
