@@ -87,8 +87,14 @@ def write_durably(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+# Sidecar keys that describe how a run was executed, not what it computes: a run resumed with
+# another value continues the same results.
+EXECUTION_KEYS = frozenset({"threads"})
+
+
 def _check_same_run(path: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
-    differ = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+    keys = (old.keys() | new.keys()) - EXECUTION_KEYS
+    differ = sorted(key for key in keys if old.get(key) != new.get(key))
     if differ:
         key = differ[0]
         others = f" (also {', '.join(differ[1:])})" if len(differ) > 1 else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tvm_intsmooth.cli.common import positive_int
+from tvm_intsmooth.cli.common import add_threads_argument, positive_int, use_threads
 from tvm_intsmooth.cli.device_args import add_device_arguments, device_from_args
 
 HELP = "time an artifact's smoothed function on this machine or a remote device"
@@ -31,12 +31,19 @@ def add_parser(sub) -> None:
         help="noisy samples per repeat, in whole batches (default: 10 batches)",
     )
     p.add_argument("--repeat", type=positive_int, default=5, help="timed repeats (default 5)")
+    add_threads_argument(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tvm_intsmooth.remote import benchmark
 
-    result = benchmark(args.artifact, device_from_args(args), n=args.n, repeat=args.repeat)
+    use_threads(args)
+    device = device_from_args(args)
+    if args.threads is not None and not device.is_local:
+        from tvm_intsmooth.errors import IntSmoothError
+
+        raise IntSmoothError("--threads sets this machine's threads: drop it with --rpc/--tracker")
+    result = benchmark(args.artifact, device, n=args.n, repeat=args.repeat, threads=args.threads)
     print(result.summary())
     return 0

@@ -11,10 +11,12 @@ from tvm_intsmooth.cli.common import (
     Sampling,
     add_data_arguments,
     add_sampling_arguments,
+    add_threads_argument,
     load_classifier,
     positive_int,
     radii_list,
     run_metadata,
+    use_threads,
 )
 from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_args
 
@@ -70,6 +72,7 @@ def add_parser(sub) -> None:
         "Gaussian noise, onnxruntime)",
     )
     p.add_argument("-o", "--output", required=True, type=Path, help="RESULTS.tsv to write")
+    add_threads_argument(p)
     add_device_arguments(p, workers=True, verify=True)
     p.set_defaults(run=run)
 
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_folder(args.output)
     check_procedure_args(args)
-    clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float)
+    use_threads(args)
+    clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float, args.threads)
     selection, sampling = DataSelection.from_args(args), Sampling.from_args(args)
     certify_dataset(clf, args.artifact, selection, sampling, args.output, quiet=args.quiet)
     return 0

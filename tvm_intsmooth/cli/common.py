@@ -188,11 +188,34 @@ def data_sha256(x: np.ndarray, y: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def load_classifier(artifact: Path, use_float: bool):
-    """The integer SmoothedClassifier of an artifact, or its float reference (``--float``)."""
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """--threads N: the threads of this machine's kernels (default: one per physical core)."""
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="threads on this machine (default: one per physical core it may run on; "
+        "the results are the same for every count)",
+    )
+
+
+def use_threads(args: argparse.Namespace) -> None:
+    """Size TVM's thread pool by --threads before any kernel runs (TVM never grows its pool)."""
+    import os
+
+    if getattr(args, "threads", None) is not None:
+        os.environ["TVM_NUM_THREADS"] = str(args.threads)
+
+
+def load_classifier(artifact: Path, use_float: bool, threads: int | None = None):
+    """The integer SmoothedClassifier of an artifact, or its float reference (``--float``);
+    ``threads``: their thread count on this machine (default: one per physical core)."""
     from tvm_intsmooth.runtime import FloatSmoothedClassifier, load_artifact
 
-    return FloatSmoothedClassifier.from_artifact(artifact) if use_float else load_artifact(artifact)
+    if use_float:
+        return FloatSmoothedClassifier.from_artifact(artifact, threads=threads)
+    return load_artifact(artifact, threads=threads)
 
 
 def run_metadata(
@@ -227,4 +250,6 @@ def run_metadata(
         "data_sha256": data_sha256(x, y),
         "images": len(x),
         "version": __version__,
+        # how the run was executed, not what it computes: not compared when resuming
+        "threads": getattr(clf, "threads", None),
     }

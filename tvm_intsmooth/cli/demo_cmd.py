@@ -14,8 +14,10 @@ from tvm_intsmooth.cli.common import (
     DataSelection,
     Sampling,
     add_sampling_arguments,
+    add_threads_argument,
     load_classifier,
     positive_int,
+    use_threads,
 )
 
 HELP = "compile the bundled model, certify bundled real images, integer vs float"
@@ -41,6 +43,7 @@ def add_parser(sub) -> None:
         default=Path("intsmooth-demo"),
         help="output folder (default ./intsmooth-demo)",
     )
+    add_threads_argument(p)
     p.set_defaults(run=run)
 
 
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from tvm_intsmooth.cli.report_cmd import report
     from tvm_intsmooth.cli.smoothing_args import smooth_model
 
+    use_threads(args)
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     seed = fresh_seed() if args.seed is None else args.seed
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
             f"n0 {args.n0}, n {args.n}, alpha {args.alpha}, seed {seed}",
             flush=True,
         )
-        clf = load_classifier(artifact, use_float)
+        clf = load_classifier(artifact, use_float, args.threads)
+        print(f"   threads: {clf.threads}", flush=True)
         certify_dataset(clf, artifact, selection, sampling, tsv, quiet=args.quiet)
         results.append(tsv)
     report(results, out / "certified_accuracy.png")

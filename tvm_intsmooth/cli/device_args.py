@@ -87,6 +87,8 @@ def certifier_from_args(args: argparse.Namespace):
         if workers is not None:
             raise IntSmoothError("--workers goes with --tracker HOST:PORT --key KEY")
         return None
+    if getattr(args, "threads", None) is not None:
+        raise IntSmoothError("--threads sets this machine's threads: drop it with --rpc/--tracker")
     if args.use_float:
         raise IntSmoothError("--float runs onnxruntime on this machine: drop --rpc/--tracker")
 

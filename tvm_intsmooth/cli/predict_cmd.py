@@ -12,8 +12,10 @@ from tvm_intsmooth.cli.common import (
     Sampling,
     add_data_arguments,
     add_sampling_arguments,
+    add_threads_argument,
     load_classifier,
     run_metadata,
+    use_threads,
 )
 from tvm_intsmooth.cli.device_args import add_device_arguments, certifier_from_args
 
@@ -43,6 +45,7 @@ def add_parser(sub) -> None:
         help="optional TSV: idx, label, predict, correct (and its sidecar TSV.json: seed, "
         "n, alpha, artifact and data hashes)",
     )
+    add_threads_argument(p)
     add_device_arguments(p, verify=True)
     p.set_defaults(run=run)
 
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         check_output_folder(args.output)
-    clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float)
+    use_threads(args)
+    clf = certifier_from_args(args) or load_classifier(args.artifact, args.use_float, args.threads)
     selection = DataSelection.from_args(args)
     x, y = selection.load(clf)
     seed = fresh_seed() if args.seed is None else args.seed

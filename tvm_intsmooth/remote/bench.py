@@ -26,6 +26,7 @@ class BenchResult:
     batch: int
     calls: int
     batch_seconds: tuple[float, ...]
+    threads: int | None = None  # this machine's kernel threads (None: a remote device)
 
     @property
     def median_s(self) -> float:
@@ -56,6 +57,7 @@ class BenchResult:
             + (f", {d['cores']} cores" if d.get("cores") else "")
             + f"] on {self.where}",
             f"artifact:   {self.artifact} (target {self.target}, batch {self.batch})",
+            *([f"threads:    {self.threads}"] if self.threads is not None else []),
             f"measured:   {len(self.batch_seconds)} repeats of {self.calls} calls "
             f"({self.calls * self.batch} noisy samples each), TVM time_evaluator on the device",
             f"throughput: {self.samples_per_s:,.1f} samples/s",
@@ -76,23 +78,29 @@ def benchmark(
     *,
     n: int | None = None,
     repeat: int = 5,
+    threads: int | None = None,
 ) -> BenchResult:
     """Time ``artifact`` on ``device`` (this machine by default).
 
     Args:
         n: noisy samples per repeat, rounded up to whole batches (default: 10 batches).
         repeat: timed repeats; the median and p90 are taken over them.
+        threads: this machine's kernel threads (default: one per physical core).
     """
     from tvm_intsmooth import runtime
     from tvm_intsmooth.remote.rpc_listener import device_report as local_report
 
     device = device or Device()
     session = None if device.is_local else device.open()
-    clf = runtime.load_artifact(artifact) if session is None else load_artifact(artifact, session)
+    if session is None:
+        clf = runtime.load_artifact(artifact, threads=threads)
+    else:
+        clf = load_artifact(artifact, session)
     report = local_report() if session is None else device_report(session)
     calls = 10 if n is None else max(1, math.ceil(n / clf.batch))
     pixels = np.random.default_rng(0).integers(0, 256, clf.input_shape, dtype=np.uint8)
     inputs = clf.batch_inputs(clf.tensor(clf.check_image(pixels)), 1, 0, 0, clf.batch)
+    used = clf.threads if session is None else None  # (sizes this thread's pool)
     timer = clf.vm.time_evaluator("main", clf.device, number=calls, repeat=repeat)
     result = timer(*inputs)
     return BenchResult(
@@ -103,4 +111,5 @@ def benchmark(
         batch=clf.batch,
         calls=calls,
         batch_seconds=tuple(float(s) for s in result.results),
+        threads=used,
     )

@@ -24,6 +24,12 @@ from tvm_intsmooth.runtime.base import BaseSmoothedClassifier, check_u64
 from tvm_intsmooth.transform.inject_integer_noise import CLIP_POLICIES
 
 
+def _physical_cores() -> int:
+    from tvm_intsmooth.compat import physical_cores
+
+    return physical_cores()
+
+
 class FloatSmoothedClassifier(BaseSmoothedClassifier):
     """The float model under continuous Gaussian noise (onnxruntime): vote counts, CERTIFY and
     PREDICT on the same streams as the integer :class:`SmoothedClassifier`."""
@@ -54,6 +60,8 @@ class FloatSmoothedClassifier(BaseSmoothedClassifier):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # ONNX Runtime's default is one thread per physical core
+        self.threads = int(threads) if threads else _physical_cores()
         self.session = ort.InferenceSession(imported.onnx_model.SerializeToString(), options)
         self.input_name = imported.input_name
         self.input_shape = imported.input_shape
@@ -65,15 +73,17 @@ class FloatSmoothedClassifier(BaseSmoothedClassifier):
         self._cursor: tuple[int, int, int, np.random.Generator] | None = None
 
     @classmethod
-    def from_artifact(cls, path: str | os.PathLike) -> FloatSmoothedClassifier:
+    def from_artifact(
+        cls, path: str | os.PathLike, threads: int | None = None
+    ) -> FloatSmoothedClassifier:
         """The float reference of an artifact folder: its model.onnx with its sigma, batch and
-        clip policy. The model is parsed from the bytes whose SHA-256 was checked against
-        meta.json's."""
+        clip policy (``threads``: onnxruntime's, default one per physical core). The model is
+        parsed from the bytes whose SHA-256 was checked against meta.json's."""
         meta = ArtifactMeta.from_file(path)
         if not (Path(path) / ONNX_FILE).is_file():
             raise IntSmoothError(f"artifact {path} has no model.onnx for the float reference")
         model = onnx.load_from_string(meta.read_onnx(path))
-        return cls(model, meta.sigma, batch=meta.batch, clip=meta.clip)
+        return cls(model, meta.sigma, batch=meta.batch, threads=threads, clip=meta.clip)
 
     def _generator(self, seed: int, stream: int, start: int) -> np.random.Generator:
         """The (seed, stream) generator positioned at sample ``start``: the last call's when it

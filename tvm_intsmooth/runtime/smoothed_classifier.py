@@ -113,10 +113,19 @@ def save_artifact(
     return path
 
 
-def load_artifact(path: str | os.PathLike) -> SmoothedClassifier:
+def load_artifact(path: str | os.PathLike, threads: int | None = None) -> SmoothedClassifier:
     """The SmoothedClassifier of an artifact folder written by :func:`save_artifact`, on this
-    machine (the same as ``SmoothedClassifier.load``)."""
-    return SmoothedClassifier.load(path)
+    machine (the same as ``SmoothedClassifier.load``); ``threads``: see
+    :class:`SmoothedClassifier`."""
+    return SmoothedClassifier.load(path, threads=threads)
+
+
+def _check_threads(threads) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise IntSmoothError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
 
 
 def _load_here(library: Path) -> tuple[relax.VirtualMachine, tvm.runtime.Device]:
@@ -137,13 +146,22 @@ class SmoothedClassifier(BaseSmoothedClassifier):
             meta.json).
         device: where ``vm`` runs (this machine's CPU by default; the remote device for a VM
             of an RPC session).
+        threads: threads of this machine's kernels (default: one per physical core the process
+            may run on, see :func:`tvm_intsmooth.compat.use_all_cores`; at most that many).
+            The counts are the same for every thread count. ``clf.threads`` is the count in
+            effect (None for a remote device).
     """
 
     def __init__(
-        self, vm: relax.VirtualMachine, meta: dict, device: tvm.runtime.Device | None = None
+        self,
+        vm: relax.VirtualMachine,
+        meta: dict,
+        device: tvm.runtime.Device | None = None,
+        threads: int | None = None,
     ):
         self.vm = vm
         self.device = tvm.cpu() if device is None else device
+        self._threads = _check_threads(threads)
         self.meta = meta
         self.input_shape = tuple(meta["input_shape"])
         self.num_classes = int(meta["num_classes"])
@@ -152,29 +170,51 @@ class SmoothedClassifier(BaseSmoothedClassifier):
         self.tv_bound = float(meta["tv_bound"])
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SmoothedClassifier:
+    def load(cls, path: str | os.PathLike, threads: int | None = None) -> SmoothedClassifier:
         """Load an artifact folder written by :func:`save_artifact` on this machine.
 
         The library's SHA-256 must be meta.json's, and the sigma, noise table, batch, shapes and
         clip policy compiled into it must be meta.json's; the TV bound is recomputed from them.
         """
-        return cls.load_with(path, _load_here)
+        return cls.load_with(path, _load_here, threads=threads)
 
     @classmethod
-    def load_with(cls, path: str | os.PathLike, load_library: LibraryLoader) -> SmoothedClassifier:
+    def load_with(
+        cls, path: str | os.PathLike, load_library: LibraryLoader, threads: int | None = None
+    ) -> SmoothedClassifier:
         """:meth:`load` with the library loaded by ``load_library`` (library path -> (VM,
         device)), e.g. uploaded to a remote device; the same checks."""
         meta = ArtifactMeta.from_file(path)
         vm, device = load_library(meta.check_library(path))
-        clf = cls(vm, meta.to_dict(), device)
+        clf = cls(vm, meta.to_dict(), device, threads=threads)
         clf.tv_bound = meta.check_facts(vm, path)
         return clf
 
     @classmethod
-    def from_model(cls, smoothed, target="host") -> SmoothedClassifier:
+    def from_model(cls, smoothed, target="host", threads: int | None = None) -> SmoothedClassifier:
         """Compile a SmoothedModel in memory (no artifact folder)."""
         ex = build(smoothed.mod, target)
-        return cls(relax.VirtualMachine(ex, tvm.cpu()), smoothed.metadata())
+        return cls(relax.VirtualMachine(ex, tvm.cpu()), smoothed.metadata(), threads=threads)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the library runs in this process (not over TVM RPC)."""
+        # an RPC session's devices have the session in the upper bits of their type
+        return self.device.dlpack_device_type() == tvm.cpu().dlpack_device_type()
+
+    @property
+    def threads(self) -> int | None:
+        """The thread count of this machine's kernels when :meth:`counts` runs (None for a
+        remote device)."""
+        return self._use_threads() if self.is_local else None
+
+    def _use_threads(self) -> int:
+        """Size this thread's TVM pool as asked (each calling thread has its own pool)."""
+        from tvm_intsmooth.compat import set_num_threads
+
+        if self._threads is None:
+            return int(tvm.runtime.num_threads())
+        return set_num_threads(self._threads)
 
     def tensor(self, array: np.ndarray) -> tvm.runtime.Tensor:
         """``array`` copied to the classifier's device (this machine's CPU or the RPC device)."""
@@ -215,12 +255,20 @@ class SmoothedClassifier(BaseSmoothedClassifier):
         self.check_n(n, start)
         seed, stream = check_u64(seed, "seed"), check_u64(stream, "stream")
         start, end = int(start), int(start) + int(n)
+        if self.is_local:
+            self._use_threads()
         total = np.zeros(self.num_classes, np.int64)
         show = n >= 20 * self.batch if progress is None else progress
+        # The arguments of every batch but its counter are made once (per-call overhead).
+        main = self.vm["main"]
+        _, seed_t, counter_t, full_t = self.batch_inputs(pixels, seed, stream, start, self.batch)
+        counter = counter_t.numpy()
         with tqdm(total=n, disable=not show, unit="sample", leave=False) as bar:
             for offset in range(start, end, self.batch):
                 valid = min(self.batch, end - offset)
-                votes = self.vm["main"](*self.batch_inputs(pixels, seed, stream, offset, valid))
-                total += votes.numpy()
+                counter[2] = offset
+                counter_t.copyfrom(counter)
+                valid_t = full_t if valid == self.batch else self.tensor(np.array([valid]))
+                total += main(pixels, seed_t, counter_t, valid_t).numpy()
                 bar.update(valid)
         return total
