@@ -29,6 +29,7 @@ import pytest
 import tvm
 from conftest import random_images
 from onnx_models import conv_model, ort_qdq_model
+from rpc_servers import free_port, process_group, rpc_tracker
 
 from tvm_intsmooth.assets import ASSETS
 from tvm_intsmooth.data import load_npz, save_npz
@@ -53,45 +54,6 @@ RESNET20 = ASSETS / "models" / "fashion_mnist32_resnet20_sigma025.onnx"
 QDQ_SHAPE = (1, 12, 12)
 SEED = 0x5EED_0F_A5C4
 TARGETS = ("host", "rpi4", "rpi5")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
-
-
-@contextlib.contextmanager
-def process_group(cmd: list[str], **kwargs):
-    """A subprocess in its own process group, killed with all its children on exit."""
-    proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-@contextlib.contextmanager
-def rpc_tracker():
-    """TVM's own tracker (``python -m tvm.exec.rpc_tracker``) on a free port."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--port-end", str(port + 1), "--silent"]
-    with process_group(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        wait_for_port(port, proc)
-        yield ("127.0.0.1", port), proc
 
 
 @contextlib.contextmanager
