@@ -118,13 +118,18 @@ def bind(lib: ctypes.CDLL, kernel: Kernel):
     return fn, ctypes.c_int.in_dll(lib, kernel.macs).value
 
 
-def _timed(fn, iters: int, threads: int, args) -> float:
-    """Wall seconds for ``threads`` threads each running ``fn(iters)`` (started together)."""
+def _timed(fn, iters: int, threads: int, args, clock: str = "wall") -> float:
+    """Seconds for ``threads`` threads each running ``fn(iters)`` (started together): wall
+    time, or (``clock="cpu"``) the longest CPU time of one thread, which other load on the
+    machine does not stretch."""
     barrier = threading.Barrier(threads + 1)
+    cpu: list[float] = []
 
     def work():
         barrier.wait()
+        start = time.thread_time()
         fn(iters, *args)
+        cpu.append(time.thread_time() - start)
 
     pool = [threading.Thread(target=work) for _ in range(threads)]
     for t in pool:
@@ -133,24 +138,30 @@ def _timed(fn, iters: int, threads: int, args) -> float:
     start = time.perf_counter()
     for t in pool:
         t.join()
-    return time.perf_counter() - start
+    return max(cpu) if clock == "cpu" else time.perf_counter() - start
 
 
-def measure_kernel(lib, kernel: Kernel, threads: int, seconds=0.5, repeats=5) -> float:
-    """Best GMAC/s of ``repeats`` runs of about ``seconds`` each on ``threads`` threads."""
+def measure_kernel(
+    lib, kernel: Kernel, threads: int, seconds=0.5, repeats=5, clock: str = "wall"
+) -> float:
+    """Best GMAC/s of ``repeats`` runs of about ``seconds`` each on ``threads`` threads
+    (``clock``: see :func:`_timed`)."""
     fn, macs = bind(lib, kernel)
     args = operands(kernel.kind)
     iters = 1000
     while (elapsed := _timed(fn, iters, 1, args)) < 0.05:  # calibrate on one thread
         iters *= 4
     iters = max(1, int(iters * seconds / elapsed))
-    best = min(_timed(fn, iters, threads, args) for _ in range(repeats))
+    best = min(_timed(fn, iters, threads, args, clock) for _ in range(repeats))
     return iters * macs * threads / best / 1e9
 
 
-def measure_peak(threads: list[int] | None = None, seconds=0.5, repeats=5) -> Peak:
+def measure_peak(
+    threads: list[int] | None = None, seconds=0.5, repeats=5, clock: str = "wall"
+) -> Peak:
     """Measure every kernel this CPU has on each thread count (default: 1 and the physical
-    core count); the best exact int8 and fp32 kernels by their 1-thread speed."""
+    core count); the best exact int8 and fp32 kernels by their 1-thread speed. ``clock="cpu"``
+    times each thread's CPU time (robust to other load; see :func:`_timed`)."""
     from tvm_intsmooth.schedule.targets import host_num_cores
 
     cores = host_num_cores()
@@ -162,7 +173,7 @@ def measure_peak(threads: list[int] | None = None, seconds=0.5, repeats=5) -> Pe
         for kernel in available_kernels():
             peak.instruction[kernel.name] = kernel.instruction
             peak.gmacs[kernel.name] = {
-                t: measure_kernel(lib, kernel, t, seconds, repeats) for t in threads
+                t: measure_kernel(lib, kernel, t, seconds, repeats, clock) for t in threads
             }
     peak.load_after = os.getloadavg()
     for kind in ("int8", "fp32"):
