@@ -36,6 +36,11 @@ class KernelIntrin:
             ``data_dtype``); 127 for the AVX2 ``vpmaddubsw`` intrinsic and the ARM ones with
             uint8 data (the byte is read as int8). The caller guarantees it: a conv input that
             can exceed it (a +128-shifted one) must use another kernel.
+        accumulators: 16-lane output blocks a register tile holds with room left for its
+            weights, broadcasts and temporaries: 16 with AVX-512 (32 zmm, one each), 4 with AVX2
+            (16 ymm, two each, and the vpmaddubsw/vpmaddwd temporaries: 6 was 3% slower and 16,
+            spilling, 25%), 4 on ARM (32 q registers, four each; the smull form needs more
+            temporaries: 3).
     """
 
     name: str
@@ -46,6 +51,7 @@ class KernelIntrin:
     weight_dtype: str
     asm: str
     max_data: int | None = None
+    accumulators: int = 16
 
     @property
     def block_lanes(self) -> int:
@@ -55,17 +61,17 @@ class KernelIntrin:
 
 VNNI = KernelIntrin(x86.VNNI_U8S8, "avx512vnni", 16, 4, "uint8", "int8", "vpdpbusd")
 AVX2 = KernelIntrin(
-    x86.AVX2_U8S8, "avx2", 16, 4, "uint8", "int8", "vpmaddubsw", x86.AVX2_MAX_UNSIGNED
+    x86.AVX2_U8S8, "avx2", 16, 4, "uint8", "int8", "vpmaddubsw", x86.AVX2_MAX_UNSIGNED, 4
 )
 AVX512_INT16 = KernelIntrin(x86.AVX512_S16S8, "avx512bw", 16, 2, "int16", "int8", "vpmaddwd")
 # With VNNI, LLVM may fuse the intrinsic's vpmaddwd + vpaddd into one vpdpwssd (not when it
 # tunes for Cascade Lake, where vpdpwssd is the slower choice).
 VNNI_INT16 = KernelIntrin(x86.AVX512_S16S8, "avx512vnni", 16, 2, "int16", "int8", "vpdpwssd")
-AVX2_INT16 = KernelIntrin(x86.AVX2_S16S8, "avx2", 16, 2, "int16", "int8", "vpmaddwd")
-SDOT = KernelIntrin(arm.SDOT_S8S8, "dotprod", 4, 4, "int8", "int8", "sdot")
-NEON = KernelIntrin(arm.NEON_S8S8, "neon", 4, 4, "int8", "int8", "smull")
-SDOT_U8 = KernelIntrin(arm.SDOT_U8S8, "dotprod", 4, 4, "uint8", "int8", "sdot", arm.MAX_UNSIGNED)
-NEON_U8 = KernelIntrin(arm.NEON_U8S8, "neon", 4, 4, "uint8", "int8", "smull", arm.MAX_UNSIGNED)
+AVX2_INT16 = KernelIntrin(x86.AVX2_S16S8, "avx2", 16, 2, "int16", "int8", "vpmaddwd", None, 4)
+SDOT = KernelIntrin(arm.SDOT_S8S8, "dotprod", 4, 4, "int8", "int8", "sdot", None, 4)
+NEON = KernelIntrin(arm.NEON_S8S8, "neon", 4, 4, "int8", "int8", "smull", None, 3)
+SDOT_U8 = KernelIntrin(arm.SDOT_U8S8, "dotprod", 4, 4, "uint8", "int8", "sdot", arm.MAX_UNSIGNED, 4)
+NEON_U8 = KernelIntrin(arm.NEON_U8S8, "neon", 4, 4, "uint8", "int8", "smull", arm.MAX_UNSIGNED, 3)
 
 
 def tensor_intrin_for(target, data_dtype: str = "uint8") -> KernelIntrin | None:

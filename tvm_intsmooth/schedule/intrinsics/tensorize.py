@@ -24,19 +24,18 @@ def _static(extent) -> int | None:
     return int(extent) if isinstance(extent, (int, tirx.IntImm)) else None
 
 
-ACCUMULATORS = 16  # output vectors per register tile (x86 has 32 zmm; ARM 32 q registers)
 MAX_COLUMNS = 16
 
 
-def tile_shape(width: int | None, oc_chunks: int | None, lanes_calls: int = 1) -> tuple[int, int]:
+def tile_shape(width: int | None, oc_chunks: int | None, budget: int = 16) -> tuple[int, int]:
     """The register tile of a blocked conv: (output columns, 16-channel output blocks).
 
     Each reduction step loads one weight vector per output block and broadcasts one data word
     per column, then issues columns x blocks dot products: loads per dot product
     ``(columns + blocks) / (columns * blocks)``, so the tile is as square as the shapes allow,
-    with as many accumulators as fit (:data:`ACCUMULATORS` vectors, ``lanes_calls`` of them per
-    16-lane output block: 4 on ARM). Columns divide the width (a symbolic width: 1)."""
-    budget = max(1, ACCUMULATORS // lanes_calls)
+    with as many 16-lane accumulators as fit the register file (``budget``: the intrinsic's
+    :attr:`~.lookup.KernelIntrin.accumulators`). Columns divide the width (a symbolic width:
+    1)."""
     best = (1, 1)
     for blocks in (4, 2, 1):
         if oc_chunks is None or oc_chunks % blocks or blocks > budget:
@@ -159,7 +158,7 @@ def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel)
     """A 1 x 1 output (a dense layer as a conv): the tile's columns are samples of the batch,
     so each weight vector serves several samples."""
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
-    samples, blocks = tile_shape(extents[0], extents[1], extents[4] // intrin.lanes)
+    samples, blocks = tile_shape(extents[0], extents[1], intrin.accumulators)
     n_o, n_i = sch.split(n, [None, samples])
     occ_o, occ_i = sch.split(occ, [None, blocks])
     ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
@@ -214,7 +213,7 @@ def _tile(sch, oh, extents, intrin: KernelIntrin, ow_block, oc_block) -> tuple[i
     """(columns, output blocks) of the register tile: the caller's, else :func:`tile_shape`'s;
     one output block deep where something already sits under the ``oh`` loop."""
     width, oc_chunks = extents[3], extents[1]
-    columns, blocks = tile_shape(width, oc_chunks, extents[4] // intrin.lanes)
+    columns, blocks = tile_shape(width, oc_chunks, intrin.accumulators)
     if not isinstance(sch.get(oh).body, tirx.For):  # an epilogue placed before
         blocks = 1
     if ow_block is not None:
