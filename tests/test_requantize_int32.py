@@ -9,6 +9,7 @@ import tvm
 from tvm import te
 
 from tvm_intsmooth.quantize.fixed_point import quantize_multiplier
+from tvm_intsmooth.schedule.database import register_intrinsics
 from tvm_intsmooth.schedule.requantize import (
     int32_constants,
     requantize_int32,
@@ -116,3 +117,45 @@ def test_padded_lanes_are_exact_too():
     consts = int32_constants(m, r, s, 2**31)
     want = _reference(x.reshape(-1, 16), m, r, s, (0, 127)).reshape(-1)
     np.testing.assert_array_equal(_run(requantize_int32, x, consts, (0, 127), "uint8"), want)
+
+
+@pytest.mark.parametrize("base", ["avx512", "avx2"])
+@pytest.mark.parametrize("b_lanes", [16, 1])
+def test_x86_high_product_intrinsic_equals_the_int64_chain(base, b_lanes):
+    """The high product built from two vpmuldq (the x86 intrinsic tensorize gives the
+    requantize_high blocks) at the int32 extremes; built for x86 everywhere, run where the CPU
+    has the ISA."""
+    from tvm_intsmooth.schedule.intrinsics import x86
+    from tvm_intsmooth.schedule.requantize import HIGH_BLOCK
+    from tvm_intsmooth.schedule.targets import host_can_run
+
+    register_intrinsics()
+    rng = np.random.default_rng(4)
+    x = _inputs("int32", rng, 4096)[: 4096 // 16 * 16]
+    mult = rng.integers(0, 2**31, b_lanes).astype(np.int32)
+    mult[0] = 2**31 - 1
+    xt = te.placeholder((x.size // 16, 16), "int32", name="x")
+    mt = te.placeholder((b_lanes,), "int32", name="m")
+    high = te.compute(
+        xt.shape,
+        lambda i, j: ((xt[i, j].astype("int64") * mt[j % b_lanes].astype("int64")) >> 32).astype(
+            "int32"
+        ),
+        name=HIGH_BLOCK,
+    )
+    sch = tvm.s_tir.Schedule(te.create_prim_func([xt, mt, high]))
+    lanes = sch.get_loops(sch.get_sblock(HIGH_BLOCK))[-1]
+    name = {"avx512": x86.HIGH_AVX512, "avx2": x86.HIGH_AVX2}[base]
+    sch.tensorize(lanes, x86.high_name(name, b_lanes, "global", "global"))
+    target = {"avx512": "x86-vnni", "avx2": "x86-avx2"}[base]
+    from tvm_intsmooth.schedule.targets import resolve_target
+
+    lib = tvm.compile(sch.mod, target=resolve_target(target).tvm_target)
+    assert "vpmuldq" in lib.mod.inspect_source("asm")
+    if not host_can_run(target):
+        pytest.skip(f"{target} kernel built and checked; not run: this CPU lacks the ISA")
+    out = tvm.runtime.tensor(np.zeros((x.size // 16, 16), np.int32))
+    lib(tvm.runtime.tensor(x.reshape(-1, 16)), tvm.runtime.tensor(mult), out)
+    m = np.resize(mult, 16).astype(object)
+    want = (x.reshape(-1, 16).astype(object) * m) >> 32
+    np.testing.assert_array_equal(out.numpy().astype(np.int64), want.astype(np.int64))

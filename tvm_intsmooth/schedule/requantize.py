@@ -90,6 +90,11 @@ def _broadcast(tensor: te.Tensor, index: tuple) -> tirx.PrimExpr:
     return tensor[tuple(0 if int(d) == 1 else i for d, i in zip(dims, tail, strict=True))]
 
 
+INPUT_BLOCK = "requantize_input"  # x (pre-shifted), the high product's operand
+HIGH_BLOCK = "requantize_high"  # the high word of x * M: one block, so a schedule can give it
+# the target's fast form (tensorize_blocked_conv)
+
+
 def requantize_int32(
     x: te.Tensor,
     shift_left: te.Tensor | None,
@@ -100,16 +105,29 @@ def requantize_int32(
     out_dtype: str,
 ) -> te.Tensor:
     """``clip((x * M + 2^(S-1)) >> S)`` as ``out_dtype``, in int32 (module docstring);
-    ``shift_left`` None: no pre-shift (an int32 input, whose shifts are all 0)."""
+    ``shift_left`` None: no pre-shift (an int32 input, whose shifts are all 0).
+
+    Three stages: the operand (:data:`INPUT_BLOCK`), the high product (:data:`HIGH_BLOCK`,
+    ``H = (x * M) >> 32`` in 64-bit), and the add, shift and clamp; a schedule inlines them or
+    gives the high product the target's intrinsic (x86 builds it from two ``vpmuldq``)."""
     i32, i64 = "int32", "int64"
 
-    def value(*index):
+    def operand(*index):
         wide = x(*index).astype(i32)
         if shift_left is not None:
             wide = wide << _broadcast(shift_left, index)
-        product = wide.astype(i64) * _broadcast(mult, index).astype(i64)
-        high = (product >> tirx.const(32, i64)).astype(i32)
-        y = (high + _broadcast(rounding, index)) >> _broadcast(shift_right, index)
+        return wide
+
+    wide = te.compute(x.shape, operand, name=INPUT_BLOCK)
+
+    def high_word(*index):
+        product = wide(*index).astype(i64) * _broadcast(mult, index).astype(i64)
+        return (product >> tirx.const(32, i64)).astype(i32)
+
+    high = te.compute(x.shape, high_word, name=HIGH_BLOCK)
+
+    def value(*index):
+        y = (high(*index) + _broadcast(rounding, index)) >> _broadcast(shift_right, index)
         if clip is not None:
             y = tirx.max(tirx.min(y, tirx.const(clip[1], i32)), tirx.const(clip[0], i32))
         return y.astype(out_dtype)

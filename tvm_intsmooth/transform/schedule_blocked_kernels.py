@@ -26,6 +26,7 @@ from tvm_intsmooth.schedule.blocked_kernels import (
     POOL_BLOCK_NAME,
     SUM_BLOCK_NAME,
 )
+from tvm_intsmooth.schedule.requantize import HIGH_BLOCK, INPUT_BLOCK
 
 OW_BLOCK = 4  # output columns per strip (independent accumulators sharing each weight load)
 
@@ -76,15 +77,23 @@ def _generic_conv(sch: s_tir.Schedule, block) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def _epilogue(sch: s_tir.Schedule):
-    """Inline the elementwise blocks after the conv into the last one; return it (or None)."""
+def _epilogue(sch: s_tir.Schedule, keep_high: bool = False):
+    """Inline the elementwise blocks after the conv into the last one and return it (or
+    None); with ``keep_high``, keep the int32 requantizations' operands and high products as
+    blocks (they get the target's high-product intrinsic) and return all kept blocks."""
     root = sch.get_sblock("root")
     blocks = sch.get_child_blocks(root)
     names = [sch.get(b).name_hint for b in blocks]
     after = blocks[names.index(CONV_BLOCK_NAME) + 1 :]
-    for block in after[:-1]:
-        sch.compute_inline(block)
-    return after[-1] if after else None
+    kept = []
+    for block, name in zip(after[:-1], names[len(names) - len(after) : -1], strict=True):
+        if keep_high and name.startswith((INPUT_BLOCK, HIGH_BLOCK)):
+            kept.append(block)
+        else:
+            sch.compute_inline(block)
+    if not after:
+        return None
+    return [*kept, after[-1]] if keep_high else after[-1]
 
 
 def _fuse_epilogue(sch: s_tir.Schedule, conv) -> None:
@@ -164,10 +173,11 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
     data_max = int(sch.get(conv).annotations.get(DATA_MAX_ATTR, 2**31))
     exact = intrin is not None and (intrin.max_data is None or data_max <= intrin.max_data)
     if exact and intrin.reduce == reduce:
-        from tvm_intsmooth.schedule.intrinsics import tensorize_blocked_conv
+        from tvm_intsmooth.schedule.intrinsics import high_intrin_for, tensorize_blocked_conv
 
-        epilogue, pad = _epilogue(sch), _find_block(sch, "data_pad")
-        tensorize_blocked_conv(sch, conv, intrin, epilogue=epilogue, pad=pad)
+        high = high_intrin_for(target)
+        epilogue, pad = _epilogue(sch, high is not None), _find_block(sch, "data_pad")
+        tensorize_blocked_conv(sch, conv, intrin, epilogue=epilogue, pad=pad, high=high)
         return sch.mod["main"].with_attr("tirx.is_scheduled", True)
     _fuse_epilogue(sch, conv)
     _generic_conv(sch, conv)

@@ -23,10 +23,21 @@ ours. TVM has no rule for AVX2 int8: tune with
 """
 
 from tvm_intsmooth.schedule.intrinsics import arm, x86
-from tvm_intsmooth.schedule.intrinsics.lookup import BLOCK_LANES, KernelIntrin, tensor_intrin_for
+from tvm_intsmooth.schedule.intrinsics.lookup import (
+    BLOCK_LANES,
+    KernelIntrin,
+    high_intrin_for,
+    tensor_intrin_for,
+)
 from tvm_intsmooth.schedule.intrinsics.tensorize import tensorize_blocked_conv
 
 x86.register()
 arm.register()
 
-__all__ = ["BLOCK_LANES", "KernelIntrin", "tensor_intrin_for", "tensorize_blocked_conv"]
+__all__ = [
+    "BLOCK_LANES",
+    "KernelIntrin",
+    "high_intrin_for",
+    "tensor_intrin_for",
+    "tensorize_blocked_conv",
+]

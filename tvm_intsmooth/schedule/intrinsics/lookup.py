@@ -9,7 +9,7 @@ from tvm.target import codegen
 
 from tvm_intsmooth.schedule.intrinsics import arm, x86
 
-__all__ = ["KernelIntrin", "tensor_intrin_for", "BLOCK_LANES"]
+__all__ = ["KernelIntrin", "tensor_intrin_for", "high_intrin_for", "BLOCK_LANES"]
 
 BLOCK_LANES = 16  # output channels per block of the blocked layout, on every target
 
@@ -134,3 +134,20 @@ def tensor_intrin_for(target, data_dtype: str = "uint8") -> KernelIntrin | None:
             return VNNI_INT16 if has("avx512vnni") else AVX512_INT16
         return AVX2_INT16 if has("avx2") else None
     return VNNI if has("avx512vnni") else AVX2 if has("avx2") else None
+
+
+def high_intrin_for(target) -> str | None:
+    """The base name of the target's intrinsic for the high product of the int32
+    requantization (``requantize_high`` blocks; :func:`x86.high_name` gives a variant), or None
+    where LLVM's own lowering is used (ARM: smull/smull2; x86 without AVX2)."""
+    from tvm_intsmooth.schedule.targets import resolve_target
+
+    tvm_target = target if isinstance(target, tvm.target.Target) else resolve_target(target).target
+    if tvm_target.kind.name != "llvm":
+        return None
+    triple = str(tvm_target.attrs.get("mtriple", "") or codegen.llvm_get_system_triple())
+    if not triple.startswith(("x86_64", "i686", "i386")):
+        return None
+    if codegen.target_has_features("avx512f", tvm_target):
+        return x86.HIGH_AVX512
+    return x86.HIGH_AVX2 if codegen.target_has_features("avx2", tvm_target) else None

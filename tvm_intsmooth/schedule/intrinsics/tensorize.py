@@ -12,8 +12,10 @@ from tvm import s_tir, tirx
 from tvm.s_tir import TensorIntrin
 
 from tvm_intsmooth.errors import IntSmoothError
+from tvm_intsmooth.schedule.intrinsics import x86
 from tvm_intsmooth.schedule.intrinsics.lookup import KernelIntrin
 from tvm_intsmooth.schedule.intrinsics.x86 import scoped_name
+from tvm_intsmooth.schedule.requantize import HIGH_BLOCK
 
 __all__ = ["tensorize_blocked_conv"]
 
@@ -56,9 +58,10 @@ def tensorize_blocked_conv(
     *,
     ow_block: int | None = None,
     oc_block: int | None = None,
-    epilogue: s_tir.schedule.SBlockRV | None = None,
+    epilogue: s_tir.schedule.SBlockRV | list | None = None,
     pad: s_tir.schedule.SBlockRV | None = None,
     parallel: bool = True,
+    high: str | None = None,
 ) -> None:
     """Schedule one blocked int8 conv block so that its inner loops are ``intrin``'s instruction.
 
@@ -100,7 +103,11 @@ def tensorize_blocked_conv(
             one not above it). Default: from :func:`tile_shape`.
         oc_block: 16-channel output blocks per tile (a divisor of their count). Default: from
             :func:`tile_shape`.
-        epilogue: the conv's consumer block to compute per tile (see above).
+        epilogue: the conv's consumer block to compute per tile (see above), or the blocks
+            of its epilogue in order (the last one consumes the others).
+        high: the base name of the target's intrinsic for the high products of the int32
+            requantization in the epilogue (:func:`~.lookup.high_intrin_for`; None: LLVM's
+            lowering).
         pad: the conv's padding block to compute per output row (see above).
         parallel: make the fused outer loop parallel.
 
@@ -118,7 +125,7 @@ def tensorize_blocked_conv(
         name, pad, epilogue = intrin.name, None, epilogue
         acc_scope = "global"
     if extents[0] and extents[2] == extents[3] == 1 and pad is None and ow_block is None:
-        _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel)
+        _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel, high)
         return
     columns, blocks = _tile(sch, oh, extents, intrin, ow_block, oc_block)
     ow_o, ow_i = sch.split(ow, [None, columns])
@@ -136,8 +143,7 @@ def tensorize_blocked_conv(
     if epilogue is not None:
         if acc_scope == "local":
             sch.set_scope(rv, 0, "local")
-        sch.reverse_compute_at(epilogue, ow_o)
-        sch.vectorize(sch.get_loops(epilogue)[-1])
+        _schedule_epilogue(sch, epilogue, ow_o, high)
     if pad is not None:  # one padded image per sample, in a local buffer (L1)
         sch.compute_at(pad, n)
         sch.set_scope(pad, 0, "local")
@@ -154,7 +160,7 @@ def tensorize_blocked_conv(
     sch.tensorize(ocb_i, name)
 
 
-def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel) -> None:
+def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel, high) -> None:
     """A 1 x 1 output (a dense layer as a conv): the tile's columns are samples of the batch,
     so each weight vector serves several samples."""
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
@@ -166,8 +172,7 @@ def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel)
     if epilogue is not None:
         if acc_scope == "local":
             sch.set_scope(rv, 0, "local")
-        sch.reverse_compute_at(epilogue, ow)
-        sch.vectorize(sch.get_loops(epilogue)[-1])
+        _schedule_epilogue(sch, epilogue, ow, high)
     outer = sch.fuse(n_o, occ_o)
     if parallel:
         sch.parallel(outer)
@@ -175,6 +180,30 @@ def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel)
     for loop in (occ_i, n_i, ocb_o):
         sch.unroll(loop)
     sch.tensorize(ocb_i, name)
+
+
+def _schedule_epilogue(sch: s_tir.Schedule, epilogue, loop, high: str | None) -> None:
+    """Compute the epilogue under ``loop`` (per register tile): its blocks in order, all but
+    the last into local buffers (registers), each vectorized over the 16 lanes; a high product
+    of the int32 requantization (``requantize_high``) as the ``high`` intrinsic where given."""
+    blocks = epilogue if isinstance(epilogue, list | tuple) else [epilogue]
+    for i, block in enumerate(blocks):
+        sch.reverse_compute_at(block, loop)
+        if i < len(blocks) - 1:
+            sch.set_scope(block, 0, "local")
+    for block in blocks:
+        lanes = sch.get_loops(block)[-1]
+        stmt = sch.get(block)
+        if high is not None and stmt.name_hint.startswith(HIGH_BLOCK):
+            mult = [r for r in stmt.reads if r.source.scope() != "local"]
+            b_lanes = 16 if mult and int(mult[0].source.shape[-1]) == 16 else 1
+            name = x86.high_name(high, b_lanes, "local", "local")
+            try:
+                sch.tensorize(lanes, name)
+                continue
+            except s_tir.ScheduleError:  # a region that does not fit: LLVM's lowering
+                pass
+        sch.vectorize(lanes)
 
 
 def _checked_loops(sch: s_tir.Schedule, rv, intrin: KernelIntrin) -> tuple[list, list]:

@@ -192,3 +192,93 @@ def register() -> None:
                 scoped_name(name, *scopes), _desc(dtype, reduce, *scopes), impl(*scopes),
                 override=True,
             )  # fmt: skip
+    register_high()
+
+
+# -- the high product of the int32 requantization (schedule/requantize.py) ---------------------
+HIGH_AVX512 = "intsmooth_mulhs_16_i32_avx512"
+HIGH_AVX2 = "intsmooth_mulhs_16_i32_avx2"
+_LOW = -(2**32)  # int64 mask of the high 32 bits
+
+
+def _high_desc(b_lanes: int, a_scope: str, c_scope: str):
+    """``C[i] = (int64(A[i]) * int64(B[i])) >> 32`` for 16 lanes (``b_lanes`` 1: one B)."""
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (16,), "int32", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (b_lanes,), "int32", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(A[0:16], B[0:b_lanes])
+            T.writes(C[0:16])
+            for i in T.serial(16):
+                with T.sblock("update"):
+                    vi = T.axis.remap("S", [i])
+                    C[vi] = T.Cast(
+                        "int32",
+                        T.shift_right(
+                            T.Cast("int64", A[vi]) * T.Cast("int64", B[vi % b_lanes]), T.int64(32)
+                        ),
+                    )
+
+    return desc
+
+
+def _high_words(a, b, lanes: int):
+    """High words of the signed products of int32 ``a`` and ``b`` (``lanes`` of them), from two
+    32 x 32 -> 64 bit multiplies of the even and the odd lanes (``vpmuldq``)."""
+    half = lanes // 2
+    a64 = T.reinterpret(a, dtype=f"int64x{half}")
+    b64 = T.reinterpret(b, dtype=f"int64x{half}")
+    k32 = T.broadcast(T.int64(32), half)
+    even = T.shift_right(T.shift_left(a64, k32), k32) * T.shift_right(T.shift_left(b64, k32), k32)
+    odd = T.shift_right(a64, k32) * T.shift_right(b64, k32)
+    low_mask = T.broadcast(T.int64(0xFFFFFFFF), half)
+    words = T.bitwise_or(
+        T.bitwise_and(T.shift_right(even, k32), low_mask),
+        T.bitwise_and(odd, T.broadcast(T.int64(_LOW), half)),
+    )
+    return T.reinterpret(words, dtype=f"int32x{lanes}")
+
+
+def _high_impl(b_lanes: int, a_scope: str, c_scope: str, width: int):
+    """x86 form of :func:`_high_desc` on vectors of ``width`` int32 lanes (16: AVX-512, 8:
+    AVX2, two halves)."""
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (16,), "int32", offset_factor=1, scope=a_scope)
+        B = T.match_buffer(b, (b_lanes,), "int32", offset_factor=1)
+        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
+        with T.sblock("root"):
+            T.reads(A[0:16], B[0:b_lanes])
+            T.writes(C[0:16])
+            for part in T.unroll(16 // width):
+                C[T.ramp(part * width, 1, width)] = _high_words(
+                    A.vload([part * width], dtype=f"int32x{width}"),
+                    B.vload([part * width], dtype=f"int32x{width}")
+                    if b_lanes == 16
+                    else T.broadcast(B[0], width),
+                    width,
+                )
+
+    return impl
+
+
+def high_name(base: str, b_lanes: int, a_scope: str, c_scope: str) -> str:
+    """The registered name of a high-product intrinsic variant."""
+    return f"{base}.b{b_lanes}.{a_scope}_{c_scope}"
+
+
+def register_high() -> None:
+    """Register the high-product intrinsics (per-lane or one multiplier, each scope)."""
+    for base, width in ((HIGH_AVX512, 16), (HIGH_AVX2, 8)):
+        for b_lanes in (16, 1):
+            for scopes in SCOPES:
+                TensorIntrin.register(
+                    high_name(base, b_lanes, *scopes),
+                    _high_desc(b_lanes, *scopes),
+                    _high_impl(b_lanes, *scopes, width),
+                    override=True,
+                )
