@@ -79,21 +79,43 @@ def _generic_conv(sch: s_tir.Schedule, block) -> None:
 
 def _epilogue(sch: s_tir.Schedule, keep_high: bool = False):
     """Inline the elementwise blocks after the conv into the last one and return it (or
-    None); with ``keep_high``, keep the int32 requantizations' operands and high products as
-    blocks (they get the target's high-product intrinsic) and return all kept blocks."""
+    None); with ``keep_high``, keep the int32 requantizations' operands and high products of
+    the conv's result as blocks (they get the target's high-product intrinsic) and return all
+    kept blocks.
+
+    A requantization of another input (the other operand of a Sub or Add) is inlined: it does
+    not depend on the tile, and computed at the tile it would cover the whole batch in a local
+    buffer that the parallel iterations share."""
     root = sch.get_sblock("root")
     blocks = sch.get_child_blocks(root)
     names = [sch.get(b).name_hint for b in blocks]
+    conv = blocks[names.index(CONV_BLOCK_NAME)]
     after = blocks[names.index(CONV_BLOCK_NAME) + 1 :]
     kept = []
     for block, name in zip(after[:-1], names[len(names) - len(after) : -1], strict=True):
-        if keep_high and name.startswith((INPUT_BLOCK, HIGH_BLOCK)):
+        high = keep_high and name.startswith((INPUT_BLOCK, HIGH_BLOCK))
+        if high and _depends_on(sch, block, conv):
             kept.append(block)
         else:
             sch.compute_inline(block)
     if not after:
         return None
     return [*kept, after[-1]] if keep_high else after[-1]
+
+
+def _depends_on(sch: s_tir.Schedule, block, producer) -> bool:
+    """Whether ``block`` reads what ``producer`` writes, directly or through other blocks."""
+    target = sch.get(producer).same_as
+    seen, todo = set(), list(sch.get_producers(block))
+    while todo:
+        rv = todo.pop()
+        stmt = sch.get(rv)
+        if target(stmt):
+            return True
+        if stmt.name_hint not in seen:
+            seen.add(stmt.name_hint)
+            todo += sch.get_producers(rv)
+    return False
 
 
 def _fuse_epilogue(sch: s_tir.Schedule, conv) -> None:
@@ -168,16 +190,7 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
             return func
         _blocked_window(sch, window)
         return sch.mod["main"].with_attr("tirx.is_scheduled", True)
-    intrin = _intrin_for(target, _conv_data_dtype(sch, conv))
-    reduce = int(sch.get(conv).iter_vars[-1].dom.extent)
-    data_max = int(sch.get(conv).annotations.get(DATA_MAX_ATTR, 2**31))
-    exact = intrin is not None and (intrin.max_data is None or data_max <= intrin.max_data)
-    if exact and intrin.reduce == reduce:
-        from tvm_intsmooth.schedule.intrinsics import high_intrin_for, tensorize_blocked_conv
-
-        high = high_intrin_for(target)
-        epilogue, pad = _epilogue(sch, high is not None), _find_block(sch, "data_pad")
-        tensorize_blocked_conv(sch, conv, intrin, epilogue=epilogue, pad=pad, high=high)
+    if tensorize_conv(sch, conv, target):
         return sch.mod["main"].with_attr("tirx.is_scheduled", True)
     _fuse_epilogue(sch, conv)
     _generic_conv(sch, conv)
@@ -185,6 +198,59 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
     if pad is not None:
         sch.parallel(sch.get_loops(pad)[0])
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def _exact_intrin(sch: s_tir.Schedule, conv, target):
+    """The target's intrinsic for the conv block when it is exact for its data, else None."""
+    intrin = _intrin_for(target, _conv_data_dtype(sch, conv))
+    reduce = int(sch.get(conv).iter_vars[-1].dom.extent)
+    data_max = int(sch.get(conv).annotations.get(DATA_MAX_ATTR, 2**31))
+    exact = intrin is not None and (intrin.max_data is None or data_max <= intrin.max_data)
+    return intrin if exact and intrin.reduce == reduce else None
+
+
+def tensorize_conv(sch: s_tir.Schedule, conv, target, ow_block=None, oc_block=None) -> bool:
+    """Give the conv block and its epilogue the register-blocked tensorized schedule
+    (``ow_block`` x ``oc_block`` tile: default :func:`~.tensorize.tile_shape`'s); False where the
+    target has no intrinsic exact for it (nothing is changed then)."""
+    intrin = _exact_intrin(sch, conv, target)
+    if intrin is None:
+        return False
+    from tvm_intsmooth.schedule.intrinsics import high_intrin_for, tensorize_blocked_conv
+
+    high = high_intrin_for(target)
+    epilogue, pad = _epilogue(sch, high is not None), _find_block(sch, "data_pad")
+    tensorize_blocked_conv(
+        sch, conv, intrin, epilogue=epilogue, pad=pad, high=high, ow_block=ow_block,
+        oc_block=oc_block,
+    )  # fmt: skip
+    return True
+
+
+def tile_designs(sch: s_tir.Schedule, target: tvm.target.Target) -> list[s_tir.Schedule]:
+    """Copies of ``sch`` (a fused PrimFunc's schedule), each with the tensorized schedule of its
+    conv for another register tile: the default one and every (columns, output blocks) that
+    fits the intrinsic's register budget; ``[sch]`` where it has no such conv. Tuning searches
+    among them (``pipeline.tune``), timing each."""
+    conv = _find_block(sch, CONV_BLOCK_NAME)
+    intrin = _exact_intrin(sch, conv, target) if conv is not None else None
+    if intrin is None:
+        return [sch]
+    extents = [iv.dom.extent for iv in sch.get(conv).iter_vars]
+    width = int(extents[3]) if isinstance(extents[3], tvm.tirx.IntImm) else 1
+    chunks = int(extents[1])
+    tiles: list[tuple[int | None, int | None]] = [(None, None)]
+    for blocks in (1, 2, 4):
+        if chunks % blocks or blocks > intrin.accumulators:
+            continue
+        limit = min(16, intrin.accumulators // blocks, width)
+        tiles += [(c, blocks) for c in range(1, limit + 1) if width % c == 0 and c * blocks > 2]
+    designs = []
+    for ow_block, oc_block in tiles:
+        design = sch.copy()
+        if tensorize_conv(design, _find_block(design, CONV_BLOCK_NAME), target, ow_block, oc_block):
+            designs.append(design)
+    return designs
 
 
 @tvm.transform.module_pass(opt_level=0, name="ScheduleBlockedKernels")
