@@ -39,12 +39,6 @@ SHIPPED = ROOT / "schedules"
 TARGET = "x86-vnni"
 
 
-def shipped_cnn_database() -> Path:
-    """The shipped x86-vnni database of the bundled Fashion-MNIST CNN."""
-    for info in sorted((SHIPPED / TARGET).glob("*/info.json")):
-        if "fashion_mnist_cnn" in json.loads(info.read_text())["command"]:
-            return info.parent
-    raise AssertionError(f"no shipped {TARGET} database of the bundled CNN under {SHIPPED}")
 SHAPE = (1, 12, 12)
 
 
@@ -74,6 +68,19 @@ def user_folder(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def smoothed():
     return smooth(conv_model(), random_images(SHAPE, 32, seed=1), 0.5, batch=10)
+
+
+def demo_smoothed():
+    return smooth(DEMO_MODEL, random_images((1, 28, 28), 8, 1), 0.25, batch=100)
+
+
+@pytest.fixture(scope="module")
+def cnn_database(tmp_path_factory) -> Path:
+    """A database of the bundled CNN at batch 100 (the README's build), by the pretend search:
+    what a shipped one would be, without depending on one being shipped."""
+    out = tmp_path_factory.mktemp("cnn") / "db"
+    fake_tune(demo_smoothed(), out, trials=8)
+    return out
 
 
 def fake_tune(smoothed, out, trials, runner=None, builder=None, **kwargs):
@@ -159,7 +166,7 @@ def test_full_disk_stops_the_search_and_keeps_the_last_save(smoothed, tmp_path, 
 
 
 def test_tune_cli_defaults_write_the_users_folder_merged_with_the_shipped_one(
-    user_folder, tmp_path, monkeypatch, capsys
+    user_folder, cnn_database, tmp_path, monkeypatch, capsys
 ):
     """`intsmooth -q tune` with the default output writes the user's folder, never the
     package's schedules/ (hashed before and after), merges the database shipped for the key,
@@ -170,12 +177,8 @@ def test_tune_cli_defaults_write_the_users_folder_merged_with_the_shipped_one(
     monkeypatch.setattr(database_module, "schedules_dir", lambda: shipped)
     args = ["-q", "tune", DEMO_MODEL, "--sigma", "0.25", "--calib", DEMO_DATA, "--calib-images"]
     args += ["100", "--target", TARGET, "--batch", "100", "--trials", "2", "--trials-per-iter", "2"]
-    key = tune_module.workload_key(
-        tune_module.fused_module(
-            smooth(DEMO_MODEL, random_images((1, 28, 28), 8, 1), 0.25, batch=100).mod, TARGET
-        )  # fmt: skip
-    )
-    shutil.copytree(shipped_cnn_database(), shipped / TARGET / key)
+    key = tune_module.workload_key(tune_module.fused_module(demo_smoothed().mod, TARGET))
+    shutil.copytree(cnn_database, shipped / TARGET / key)
     old = json.loads((shipped / TARGET / key / "info.json").read_text())
     before = shipped_hashes()
     capsys.readouterr()
@@ -193,8 +196,8 @@ def test_tune_cli_defaults_write_the_users_folder_merged_with_the_shipped_one(
 # --- databases checked at load -------------------------------------------------------------
 
 
-def shipped_copy(tmp_path: Path) -> Path:
-    return shutil.copytree(shipped_cnn_database(), tmp_path / "db")
+def database_copy(database: Path, tmp_path: Path) -> Path:
+    return shutil.copytree(database, tmp_path / "db")
 
 
 def compile_args(db, *extra):
@@ -202,8 +205,8 @@ def compile_args(db, *extra):
             "50", "--schedules", db, *extra]  # fmt: skip
 
 
-def test_truncated_database_is_one_paragraph(tmp_path):
-    db = shipped_copy(tmp_path)
+def test_truncated_database_is_one_paragraph(cnn_database, tmp_path):
+    db = database_copy(cnn_database, tmp_path)
     data = (db / "database_workload.json.gz").read_bytes()
     (db / "database_workload.json.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(IntSmoothError, match="database_workload.json.gz is damaged.*SHA-256"):
@@ -213,13 +216,13 @@ def test_truncated_database_is_one_paragraph(tmp_path):
     (db / "info.json").write_text(json.dumps(info))
     with pytest.raises(IntSmoothError, match="is damaged.*EOFError"):
         load_database(db)
-    line = error_line(intsmooth(*compile_args(db, "-o", tmp_path / "art")))
+    line = error_line(intsmooth(*compile_args(db, "--target", TARGET, "-o", tmp_path / "art")))
     assert str(db) in line and "Tune it again" in line
 
 
-def test_database_of_another_target_or_tvm_is_refused(tmp_path):
+def test_database_of_another_target_or_tvm_is_refused(cnn_database, tmp_path):
     """An x86-vnni database applied with --target rpi5 aborted inside LLVM (exit 134)."""
-    db = shipped_copy(tmp_path)
+    db = database_copy(cnn_database, tmp_path)
     line = error_line(intsmooth(*compile_args(db, "--target", "rpi5", "-o", tmp_path / "art")))
     assert "tuned for x86-vnni, but this build is for rpi5" in line, line
     info = json.loads((db / "info.json").read_text())

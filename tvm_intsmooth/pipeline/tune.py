@@ -216,12 +216,11 @@ def _intrinsic_names(spec: TargetSpec, data_max: int | None = None) -> list[str]
     return names
 
 
-def space_generator(
-    spec: TargetSpec, data_max: int | None = None
-) -> ms.space_generator.PostOrderApply:
+def space_generator(spec: TargetSpec, data_max: int | None = None):
     """The target's tensorizing search space (TVM's x86/ARM rules with the project's
     intrinsics exact for data up to ``data_max``), its CPU tensorization postprocessors, and
-    the mutators that work in 0.27."""
+    the mutators that work in 0.27; with the project's register-blocked schedule for every
+    register tile (:func:`_blocked_designs`)."""
     rules = ms.schedule_rule
     tiling = {"structure": "SSRSRS", "max_innermost_factor": 64}
     # TVM's x86/ARM rules without ApplyCustomRule: 0.27 registers no custom rule for topi's
@@ -258,9 +257,27 @@ def space_generator(
         ms.postproc.RewriteTensorize(vectorize_init_loop=True),
     ]
     mutators = {ms.mutator.MutateTileSize(): 0.9, ms.mutator.MutateUnroll(): 0.1}
-    return ms.space_generator.PostOrderApply(
+    searched = ms.space_generator.PostOrderApply(
         sch_rules=sch_rules, postprocs=postprocs, mutator_probs=mutators
     )
+    return ms.space_generator.SpaceGeneratorUnion(
+        [searched, _blocked_designs(spec)],
+        sch_rules=sch_rules,
+        postprocs=postprocs,
+        mutator_probs=mutators,
+    )
+
+
+def _blocked_designs(spec: TargetSpec) -> ms.space_generator.ScheduleFn:
+    """The project's own register-blocked conv schedule for every register tile that fits
+    (:func:`~tvm_intsmooth.transform.schedule_blocked_kernels.tile_designs`): fixed designs,
+    each timed once, beside the ones MetaSchedule's rules generate and mutate."""
+    from tvm_intsmooth.transform.schedule_blocked_kernels import tile_designs
+
+    def designs(sch: Schedule) -> list[Schedule]:
+        return tile_designs(sch, spec.tvm_target)
+
+    return ms.space_generator.ScheduleFn(designs, sch_rules=[], postprocs=[], mutator_probs={})
 
 
 def _tune_contexts(

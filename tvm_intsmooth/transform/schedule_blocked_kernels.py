@@ -18,6 +18,7 @@ Integer results do not depend on the schedule; MetaSchedule databases (when tune
 from __future__ import annotations
 
 import tvm
+import tvm_ffi
 from tvm import s_tir, tirx
 
 from tvm_intsmooth.schedule.blocked_kernels import (
@@ -245,12 +246,12 @@ def tile_designs(sch: s_tir.Schedule, target: tvm.target.Target) -> list[s_tir.S
             continue
         limit = min(16, intrin.accumulators // blocks, width)
         tiles += [(c, blocks) for c in range(1, limit + 1) if width % c == 0 and c * blocks > 2]
-    designs = []
+    designs: dict[int, s_tir.Schedule] = {}  # by structure: the default tile is one of them
     for ow_block, oc_block in tiles:
         design = sch.copy()
         if tensorize_conv(design, _find_block(design, CONV_BLOCK_NAME), target, ow_block, oc_block):
-            designs.append(design)
-    return designs
+            designs.setdefault(tvm_ffi.structural_hash(design.mod), design)
+    return list(designs.values())
 
 
 @tvm.transform.module_pass(opt_level=0, name="ScheduleBlockedKernels")
