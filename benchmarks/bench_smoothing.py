@@ -74,6 +74,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=1000, help="samples per timed run (default 1000)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="seconds of sleep before each timed run (default 0.5): ONNX Runtime's, OpenMP's "
+        "and TVM's workers spin for a while after a run and, on few cores, take CPU from the "
+        "next method (with 0, TVM's CNN run right after ONNX Runtime's ran at a third of its "
+        "speed alone)",
+    )
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     p.add_argument("--calibration", type=int, default=32, help="calibration images (default 32)")
     p.add_argument(
@@ -270,6 +279,7 @@ def measure(runners: dict[str, Runner], args) -> tuple[dict, dict]:
     cpu: dict[str, list[float]] = {name: [] for name in runners}
     for round_index in range(args.warmup + args.repeats):
         for name, run in runners.items():
+            time.sleep(args.settle)  # the previous runtime's spinning workers go idle first
             with CpuWall() as timer:
                 counts = run(args.n, round_index)
             if int(np.sum(counts)) != args.n:
