@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tvm
 from layer_models import LAYER_MODELS, SHAPE
+from onnx_models import residual_model
 from tvm import tirx
 
 import tvm_intsmooth as tis
@@ -19,10 +20,17 @@ from tvm_intsmooth.schedule import resolve_target
 from tvm_intsmooth.schedule.requantize import HIGH_BLOCK
 from tvm_intsmooth.transform import ScheduleBlockedKernels
 
+MODELS = {
+    "subtract": (lambda: LAYER_MODELS["subtract"](seed=1), SHAPE),
+    "concat": (lambda: LAYER_MODELS["concat"](seed=1), SHAPE),
+    "residual": (residual_model, (3, 10, 10)),  # the Add of a conv and its shortcut
+}
+
 
 def _scheduled(name: str, target: str) -> tvm.IRModule:
-    images = np.random.default_rng(0).integers(0, 256, (64, *SHAPE), dtype=np.uint8)
-    quantized = tis.quantize_static(LAYER_MODELS[name](seed=1), images)
+    make, shape = MODELS[name]
+    images = np.random.default_rng(0).integers(0, 256, (64, *shape), dtype=np.uint8)
+    quantized = tis.quantize_static(make(), images)
     tgt = resolve_target(target).tvm_target
     with tgt:
         return ScheduleBlockedKernels(tgt)(fused_module(quantized.mod, target))
@@ -54,7 +62,7 @@ def _uses_batch(expr) -> bool:
 
 
 @pytest.mark.parametrize("target", ["x86-vnni", "x86-avx2", "rpi5"])
-@pytest.mark.parametrize("name", ["subtract", "concat"])
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_no_parallel_iteration_recomputes_the_batch(name, target):
     mod = _scheduled(name, target)
     convs = {g.name_hint: f for g, f in mod.functions.items() if "conv_blocked" in g.name_hint}
