@@ -57,6 +57,11 @@ def _handshake(addr: tuple[str, int], what: str, hint: str, send: bytes, timeout
                 reply += chunk
     except ConnectionRefusedError:
         raise IntSmoothError(f"no {what} at {where} (connection refused): {hint}") from None
+    except ConnectionResetError:  # a process that exits while a connection is queued
+        raise IntSmoothError(
+            f"no {what} at {where} (connection reset: what listened there closed it at once; "
+            f"it may have just stopped): {hint}"
+        ) from None
     except TimeoutError:
         raise IntSmoothError(
             f"the {what} at {where} did not answer within {timeout:.0f} s: it is hung, or busy "
