@@ -72,3 +72,39 @@ def test_no_parallel_iteration_recomputes_the_batch(name, target):
     if target == "x86-vnni" and name == "subtract":  # the case that raced: kept high products
         script = "".join(f.script() for f in convs.values())
         assert f'sblock("{HIGH_BLOCK}_o")' in script
+
+
+def test_every_register_tile_computes_the_exact_conv():
+    """Every tile that tuning's space offers (tile_designs) gives the numpy interpreter's conv
+    to the bit, run on this CPU's x86 intrinsic (vpdpbusd, or vpmaddubsw at data <= 127)."""
+    from intrinsics_conv import reference, run_blocked_conv
+    from tvm import te, topi
+    from tvm.s_tir import Schedule
+
+    from tvm_intsmooth.schedule.blocked_kernels import CONV_BLOCK_NAME, DATA_MAX_ATTR
+    from tvm_intsmooth.schedule.intrinsics import tensor_intrin_for
+    from tvm_intsmooth.schedule.targets import host_can_run
+    from tvm_intsmooth.transform.schedule_blocked_kernels import tile_designs
+
+    target = next((t for t in ("x86-vnni", "x86-avx2") if host_can_run(t)), None)
+    if target is None:
+        pytest.skip("runs the x86 int8 intrinsics: this CPU has neither AVX-512 VNNI nor AVX2")
+    intrin = tensor_intrin_for(target, "uint8")
+    r, top = intrin.reduce, intrin.max_data or 255
+    data = te.placeholder((2, 2, 12, 12, 16), "uint8", name="data")
+    kernel = te.placeholder((4, 2, 3, 3, 16 // r, 16, r), "int8", name="kernel")
+    out = topi.nn.conv2d_NCHWc_int8(data, kernel, 1, 1, 1, "NCHW16c", "NCHW16c", "int32", r)
+    sch = Schedule(te.create_prim_func([data, kernel, out]))
+    sch.annotate(sch.get_sblock(CONV_BLOCK_NAME), DATA_MAX_ATTR, top)
+    tvm_target = resolve_target(target).tvm_target
+    designs = tile_designs(sch, tvm_target)
+    assert len(designs) >= 4, len(designs)  # 12 columns x 4 output blocks: several tiles fit
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, top + 1, (2, 32, 12, 12))
+    x[0, :, 0, :] = top  # the extremes, where a saturating or overflowing form would show
+    w = rng.integers(-128, 128, (64, 32, 3, 3))
+    w[:16] = -128
+    want = reference(x, w)
+    for design in designs:
+        got = run_blocked_conv(tvm.compile(design.mod, target=tvm_target), intrin, x, w)
+        np.testing.assert_array_equal(got, want)
