@@ -237,15 +237,13 @@ def tile_designs(sch: s_tir.Schedule, target: tvm.target.Target) -> list[s_tir.S
     intrin = _exact_intrin(sch, conv, target) if conv is not None else None
     if intrin is None:
         return [sch]
+    from tvm_intsmooth.schedule.intrinsics.tensorize import tile_candidates
+
     extents = [iv.dom.extent for iv in sch.get(conv).iter_vars]
     width = int(extents[3]) if isinstance(extents[3], tvm.tirx.IntImm) else 1
-    chunks = int(extents[1])
+    fits = tile_candidates(width, int(extents[1]), intrin.accumulators)
     tiles: list[tuple[int | None, int | None]] = [(None, None)]
-    for blocks in (1, 2, 4):
-        if chunks % blocks or blocks > intrin.accumulators:
-            continue
-        limit = min(16, intrin.accumulators // blocks, width)
-        tiles += [(c, blocks) for c in range(1, limit + 1) if width % c == 0 and c * blocks > 2]
+    tiles += sorted(((c, b) for c, b in fits if c * b > 2), key=lambda tile: tile[1])
     designs: dict[int, s_tir.Schedule] = {}  # by structure: the default tile is one of them
     for ow_block, oc_block in tiles:
         design = sch.copy()

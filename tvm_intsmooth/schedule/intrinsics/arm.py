@@ -20,7 +20,7 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from tvm_intsmooth.compat import load_stock_intrinsics
-from tvm_intsmooth.schedule.intrinsics.x86 import SCOPES, scoped_name
+from tvm_intsmooth.schedule.intrinsics.x86 import SCOPES, dot_desc, scoped_name
 
 _arm_cpu = load_stock_intrinsics("dot_product_common") and load_stock_intrinsics("arm_cpu")
 
@@ -29,23 +29,6 @@ NEON_S8S8 = _arm_cpu.ARM_DOT_4x4_i8_NEON_INTRIN
 SDOT_U8S8 = "intsmooth_dot_4x4_u8i8i32_sdot"
 NEON_U8S8 = "intsmooth_dot_4x4_u8i8i32_neon"
 MAX_UNSIGNED = 127  # largest uint8 data byte that means the same as int8
-
-
-def _u8_desc(a_scope: str = "global", c_scope: str = "global"):
-    @T.prim_func(s_tir=True)
-    def func(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), "uint8", offset_factor=1, scope=a_scope)
-        B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=c_scope)
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-            T.writes(C[0:4])
-            for i, k in T.grid(4, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    return func
 
 
 def _u8_sdot_impl(a_scope: str = "global", c_scope: str = "global"):
@@ -118,5 +101,8 @@ def register() -> None:
     for name, impl in ((SDOT_U8S8, _u8_sdot_impl), (NEON_U8S8, _u8_neon_impl)):
         for scopes in SCOPES:
             TensorIntrin.register(
-                scoped_name(name, *scopes), _u8_desc(*scopes), impl(*scopes), override=True
+                scoped_name(name, *scopes),
+                dot_desc("uint8", 4, *scopes, lanes=4),
+                impl(*scopes),
+                override=True,
             )

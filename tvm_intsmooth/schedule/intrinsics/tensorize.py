@@ -17,7 +17,7 @@ from tvm_intsmooth.schedule.intrinsics.lookup import KernelIntrin
 from tvm_intsmooth.schedule.intrinsics.x86 import scoped_name
 from tvm_intsmooth.schedule.requantize import HIGH_BLOCK
 
-__all__ = ["tensorize_blocked_conv"]
+__all__ = ["tensorize_blocked_conv", "tile_candidates", "tile_shape"]
 
 _SPATIAL, _REDUCE = 0, 2  # IterVar kinds as s_tir reports them (data-parallel, comm-reduce)
 
@@ -29,26 +29,36 @@ def _static(extent) -> int | None:
 MAX_COLUMNS = 16
 
 
+def tile_candidates(
+    width: int | None, oc_chunks: int | None, budget: int = 16
+) -> list[tuple[int, int]]:
+    """Every register tile of a blocked conv that fits: (output columns, 16-channel output
+    blocks), blocks 4, 2, 1 dividing ``oc_chunks``, columns dividing the width (a symbolic
+    width: 1), at most :data:`MAX_COLUMNS` of them and ``budget`` accumulators in all (the
+    intrinsic's :attr:`~.lookup.KernelIntrin.accumulators`); by blocks, then columns."""
+    width = width or 1
+    tiles = []
+    for blocks in (4, 2, 1):
+        if oc_chunks is None or oc_chunks % blocks or blocks > budget:
+            continue
+        limit = min(MAX_COLUMNS, budget // blocks, width)
+        tiles += [(columns, blocks) for columns in range(1, limit + 1) if width % columns == 0]
+    return tiles
+
+
 def tile_shape(width: int | None, oc_chunks: int | None, budget: int = 16) -> tuple[int, int]:
     """The register tile of a blocked conv: (output columns, 16-channel output blocks).
 
     Each reduction step loads one weight vector per output block and broadcasts one data word
     per column, then issues columns x blocks dot products: loads per dot product
-    ``(columns + blocks) / (columns * blocks)``, so the tile is as square as the shapes allow,
-    with as many 16-lane accumulators as fit the register file (``budget``: the intrinsic's
-    :attr:`~.lookup.KernelIntrin.accumulators`). Columns divide the width (a symbolic width:
-    1)."""
-    best = (1, 1)
-    for blocks in (4, 2, 1):
-        if oc_chunks is None or oc_chunks % blocks or blocks > budget:
-            continue
-        limit = min(MAX_COLUMNS, budget // blocks)
-        columns = max(d for d in range(1, min(limit, width or 1) + 1) if (width or 1) % d == 0)
-        score = (columns * blocks, -(columns + blocks) / (columns * blocks))
-        best_score = (best[0] * best[1], -(best[0] + best[1]) / (best[0] * best[1]))
-        if score > best_score:
-            best = (columns, blocks)
-    return best
+    ``(columns + blocks) / (columns * blocks)``, so the tile is the :func:`tile_candidates`
+    one with the most accumulators, the squarest of those (the first where they tie)."""
+
+    def score(tile: tuple[int, int]) -> tuple[int, float]:
+        columns, blocks = tile
+        return columns * blocks, -(columns + blocks) / (columns * blocks)
+
+    return max(tile_candidates(width, oc_chunks, budget), key=score, default=(1, 1))
 
 
 def tensorize_blocked_conv(

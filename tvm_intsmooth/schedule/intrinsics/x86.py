@@ -48,18 +48,25 @@ def scoped_name(name: str, data_scope: str = "global", acc_scope: str = "global"
     return f"{name}.{data_scope}_{acc_scope}"
 
 
-def _desc(data_dtype: str, reduce: int, a_scope: str = "global", c_scope: str = "global"):
-    """The computation every x86 intrinsic here implements: 16 lanes, ``reduce`` products each."""
+def dot_desc(
+    data_dtype: str,
+    reduce: int,
+    a_scope: str = "global",
+    c_scope: str = "global",
+    lanes: int = 16,
+):
+    """The computation every dot-product intrinsic here implements (the ARM ones too, with
+    4 lanes): ``lanes`` int32 accumulators, ``reduce`` products each."""
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (reduce,), data_dtype, offset_factor=1, scope=a_scope)
-        B = T.match_buffer(b, (16, reduce), "int8", offset_factor=1)
-        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope=c_scope)
+        B = T.match_buffer(b, (lanes, reduce), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=c_scope)
         with T.sblock("root"):
-            T.reads(C[0:16], A[0:reduce], B[0:16, 0:reduce])
-            T.writes(C[0:16])
-            for i, k in T.grid(16, reduce):
+            T.reads(C[0:lanes], A[0:reduce], B[0:lanes, 0:reduce])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, reduce):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
                     C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
@@ -180,7 +187,7 @@ def register() -> None:
     """Register the x86 intrinsics (a variant per scope of the data and the accumulators: see
     :func:`scoped_name`), and ours under the stock VNNI name (idempotent)."""
     load_stock_intrinsics("x86")  # TVM's registrations first, so that ours replace theirs
-    replace_stock_intrinsic(STOCK_VNNI, _desc("uint8", 4), _vnni_impl())
+    replace_stock_intrinsic(STOCK_VNNI, dot_desc("uint8", 4), _vnni_impl())
     for name, dtype, reduce, impl in (
         (VNNI_U8S8, "uint8", 4, _vnni_impl),
         (AVX2_U8S8, "uint8", 4, _avx2_impl),
@@ -189,7 +196,7 @@ def register() -> None:
     ):
         for scopes in SCOPES:
             TensorIntrin.register(
-                scoped_name(name, *scopes), _desc(dtype, reduce, *scopes), impl(*scopes),
+                scoped_name(name, *scopes), dot_desc(dtype, reduce, *scopes), impl(*scopes),
                 override=True,
             )  # fmt: skip
     register_high()
