@@ -14,6 +14,10 @@ then be dropped.
 - :func:`use_all_cores`: TVM's CPU thread pool gets one thread per physical core this process
   may run on (TVM 0.27 takes half of ``hardware_concurrency()`` on x86, ignoring the affinity
   mask): applied when ``tvm_intsmooth`` is imported; :func:`set_num_threads` lowers it later.
+- :data:`SCRATCH_SCOPE`: the storage scope of small per-iteration scratch buffers (register
+  tiles, the sampler's state). TVM 0.27's LowerTVMBuiltin keeps only "global" allocations under
+  1 KiB on the stack; a "local" one becomes a TVMBackendAllocWorkspace/FreeWorkspace call pair
+  each time the loop body that holds it runs.
 
 This module imports nothing else of tvm_intsmooth: the RPC listener script loads it on a board.
 """
@@ -31,6 +35,7 @@ from collections.abc import Iterator
 from types import ModuleType
 
 TVM_VERSION = "0.27.0"
+SCRATCH_SCOPE = "global"  # not "local": see the module docstring
 _checked: set[str] = set()
 
 

@@ -32,6 +32,7 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script import builder as T
 
+from tvm_intsmooth.compat import SCRATCH_SCOPE
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.smoothing.noise_table import NoiseTable
 from tvm_intsmooth.smoothing.philox import (
@@ -131,7 +132,7 @@ def _emit_count(search: tirx.Buffer, folded: tirx.PrimExpr) -> tirx.PrimExpr:
     table); return it as an int64 expression."""
     # The search position lives in a local buffer: as a chain of bindings, TVM's buffer-region
     # analysis expands it (each step uses the previous position twice) and takes minutes.
-    position = T.alloc_buffer((1,), "int64", scope="local")
+    position = T.alloc_buffer((1,), "int64", scope=SCRATCH_SCOPE)
     T.buffer_store(position, _i64(0), [0])
     step = int(search.shape[0]) // 2
     while step >= 1:
@@ -173,7 +174,7 @@ def _emit_guide(table: NoiseTable, search: tirx.Buffer) -> tirx.Buffer:
     for ``g = guide[b]``: one comparison instead of a search."""
     shift = table.bits - 1 - GUIDE_BITS
     guide = T.alloc_buffer((1 << GUIDE_BITS,), "int32", scope="global")
-    position = T.alloc_buffer((1,), "int32", scope="local")
+    position = T.alloc_buffer((1,), "int32", scope=SCRATCH_SCOPE)
     T.buffer_store(position, tirx.const(0, "int32"), [0])
     with T.serial(0, 1 << GUIDE_BITS) as bucket:
         start = T.Bind(tirx.Cast("int64", bucket) << _i64(shift))
@@ -193,11 +194,11 @@ def _emit_chunks(table, search, guide, out, row, counter_rest, round_keys, chunk
     per_block, bits, k_max = table.per_philox_block, table.bits, table.K
     width = LANES * per_block  # noise values per chunk
     shift = bits - 1 - GUIDE_BITS
-    state = T.alloc_buffer((4, LANES), "uint64", scope="local")
-    noise = T.alloc_buffer((width,), "int16", scope="local")
-    folded = T.alloc_buffer((width,), "int64", scope="local")
-    slow = T.alloc_buffer((width,), "int32", scope="local")  # 1: lower half, 2: upper half
-    pending = T.alloc_buffer((1,), "int32", scope="local")
+    state = T.alloc_buffer((4, LANES), "uint64", scope=SCRATCH_SCOPE)
+    noise = T.alloc_buffer((width,), "int16", scope=SCRATCH_SCOPE)
+    folded = T.alloc_buffer((width,), "int64", scope=SCRATCH_SCOPE)
+    slow = T.alloc_buffer((width,), "int32", scope=SCRATCH_SCOPE)  # 1: lower half, 2: upper half
+    pending = T.alloc_buffer((1,), "int32", scope=SCRATCH_SCOPE)
     zero, one = tirx.const(0, "int32"), tirx.const(1, "int32")
     with T.serial(0, chunks) as chunk:
         with T.vectorized(0, LANES) as lane:

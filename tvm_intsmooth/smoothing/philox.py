@@ -23,6 +23,8 @@ import numpy as np
 from tvm import tirx
 from tvm.tirx.script import builder as T
 
+from tvm_intsmooth.compat import SCRATCH_SCOPE
+
 PHILOX_M0 = 0xD2511F53
 PHILOX_M1 = 0xCD9E8D57
 PHILOX_W0 = 0x9E3779B9
@@ -101,7 +103,7 @@ def emit_philox4x32(
     if (state is None) != (lane is None):
         raise ValueError("pass state and lane together, or neither")
     if state is None:
-        state = T.alloc_buffer((6,), "int64", scope="local")
+        state = T.alloc_buffer((6,), "int64", scope=SCRATCH_SCOPE)
 
     def at(i: int) -> list:
         return [i] if lane is None else [i, lane]
@@ -132,7 +134,7 @@ def emit_round_keys(key: Sequence[tirx.PrimExpr], rounds: int = DEFAULT_ROUNDS) 
     """Emit the key schedule: a local uint64 (2, rounds) buffer with the key words of each round,
     ``(k + r W) mod 2^32``, computed from int64 ``key`` words in [0, 2^32) without wrap-around
     (the sum stays below 2^36). Call once, outside the loops that use it."""
-    keys = T.alloc_buffer((2, rounds), "uint64", scope="local")
+    keys = T.alloc_buffer((2, rounds), "uint64", scope=SCRATCH_SCOPE)
     for r in range(rounds):
         for i, weyl in enumerate((PHILOX_W0, PHILOX_W1)):
             word = (tirx.Cast("int64", key[i]) + _i64(r * weyl)) & _i64(WORD_MASK)

@@ -20,7 +20,7 @@ from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
 from tvm_intsmooth.compat import load_stock_intrinsics
-from tvm_intsmooth.schedule.intrinsics.x86 import SCOPES, dot_desc, scoped_name
+from tvm_intsmooth.schedule.intrinsics.x86 import SCOPES, broadcast_group, dot_desc, scoped_name
 
 _arm_cpu = load_stock_intrinsics("dot_product_common") and load_stock_intrinsics("arm_cpu")
 
@@ -40,16 +40,30 @@ def _u8_sdot_impl(a_scope: str = "global", c_scope: str = "global"):
         with T.sblock("root"):
             T.reads(C[0:4], A[0:4], B[0:4, 0:4])
             T.writes(C[0:4])
-            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
             C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
                 C.vload([0], dtype="int32x4"),
-                T.reinterpret(T.broadcast(a_word, 4), dtype="int8x16"),
+                broadcast_group(A, "uint8x4", 4, "int8x16"),
                 B.vload([0, 0], dtype="int8x16"),
                 dtype="int32x4",
             )
 
     return func
+
+
+def _pair_sums(a, b_half):
+    """``smull`` of the data group (twice) by 8 weight bytes, adjacent int16 products summed
+    into 4 int32 (``saddlp``); an expression, not a binding (see ``x86.broadcast_group``)."""
+    return T.call_llvm_pure_intrin(
+        T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"),
+        T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+            broadcast_group(a, "uint8x4", 2, "int8x8"),
+            b_half,
+            dtype="int16x8",
+        ),
+        dtype="int32x4",
+    )
 
 
 def _u8_neon_impl(a_scope: str = "global", c_scope: str = "global"):
@@ -61,33 +75,10 @@ def _u8_neon_impl(a_scope: str = "global", c_scope: str = "global"):
         with T.sblock("root"):
             T.reads(C[0:4], A[0:4], B[0:4, 0:4])
             T.writes(C[0:4])
-            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-            a_bytes = T.reinterpret(T.broadcast(a_word, 2), dtype="int8x8")
-            b_bytes = B.vload([0, 0], dtype="int8x16")
-            low = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
-                    a_bytes,
-                    T.vectorlow(b_bytes, dtype="int8x8"),
-                    dtype="int16x8",
-                ),
-                dtype="int32x4",
-            )
-            high = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
-                    a_bytes,
-                    T.vectorhigh(b_bytes, dtype="int8x8"),
-                    dtype="int16x8",
-                ),
-                dtype="int32x4",
-            )
             C[T.ramp(T.int32(0), 1, 4)] += T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
-                low,
-                high,
+                _pair_sums(A, T.vectorlow(B.vload([0, 0], dtype="int8x16"), dtype="int8x8")),
+                _pair_sums(A, T.vectorhigh(B.vload([0, 0], dtype="int8x16"), dtype="int8x8")),
                 dtype="int32x4",
             )
 

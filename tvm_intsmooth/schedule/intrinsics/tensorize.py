@@ -11,6 +11,7 @@ from __future__ import annotations
 from tvm import s_tir, tirx
 from tvm.s_tir import TensorIntrin
 
+from tvm_intsmooth.compat import SCRATCH_SCOPE
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.schedule.intrinsics import x86
 from tvm_intsmooth.schedule.intrinsics.lookup import KernelIntrin
@@ -87,7 +88,7 @@ def tensorize_blocked_conv(
 
     ``epilogue``: the block that consumes the conv (its elementwise epilogue: requantize, ReLU,
     residual add, inlined into one), computed per register tile right after its reduction,
-    from the accumulators (held in a local buffer, which LLVM keeps in registers); ``pad``: the
+    from the accumulators (held in a scratch buffer, which LLVM keeps in registers); ``pad``: the
     conv's padding block, computed per output row into a local buffer (the rows the row's
     windows read) instead of a padded copy of the whole input. Without them, an epilogue
     already placed under the ``oh`` loop (``reverse_compute_at`` on ``sch.get_loops(block)[2]``
@@ -128,14 +129,12 @@ def tensorize_blocked_conv(
     rv = sch.get_sblock(block) if isinstance(block, str) else block
     loops, extents = _checked_loops(sch, rv, intrin)
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
-    data_scope = "local" if pad is not None else "global"
-    acc_scope = "local" if epilogue is not None else "global"
-    name = scoped_name(intrin.name, data_scope, acc_scope)
+    data_scope = "local" if pad is not None else "global"  # the padded image: over 1 KiB
+    name = scoped_name(intrin.name, data_scope)
     if TensorIntrin.get(name, allow_missing=True) is None:  # TVM's own: global memory only
-        name, pad, epilogue = intrin.name, None, epilogue
-        acc_scope = "global"
+        name, pad = intrin.name, None
     if extents[0] and extents[2] == extents[3] == 1 and pad is None and ow_block is None:
-        _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel, high)
+        _dense(sch, rv, loops, extents, intrin, name, epilogue, parallel, high)
         return
     columns, blocks = _tile(sch, oh, extents, intrin, ow_block, oc_block)
     ow_o, ow_i = sch.split(ow, [None, columns])
@@ -151,8 +150,6 @@ def tensorize_blocked_conv(
     else:
         sch.reorder(ow_o, kh, ico, icf, kw, ow_i, ocb_o, ocb_i, ics)
     if epilogue is not None:
-        if acc_scope == "local":
-            sch.set_scope(rv, 0, "local")
         _schedule_epilogue(sch, epilogue, ow_o, high)
     if pad is not None:  # one padded image per sample, in a local buffer (L1)
         sch.compute_at(pad, n)
@@ -170,7 +167,7 @@ def tensorize_blocked_conv(
     sch.tensorize(ocb_i, name)
 
 
-def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel, high) -> None:
+def _dense(sch, rv, loops, extents, intrin, name, epilogue, parallel, high) -> None:
     """A 1 x 1 output (a dense layer as a conv): the tile's columns are samples of the batch,
     so each weight vector serves several samples."""
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
@@ -180,8 +177,6 @@ def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel,
     ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
     sch.reorder(n_o, occ_o, oh, ow, kh, kw, ico, icf, occ_i, n_i, ocb_o, ocb_i, ics)
     if epilogue is not None:
-        if acc_scope == "local":
-            sch.set_scope(rv, 0, "local")
         _schedule_epilogue(sch, epilogue, ow, high)
     outer = sch.fuse(n_o, occ_o)
     if parallel:
@@ -194,20 +189,20 @@ def _dense(sch, rv, loops, extents, intrin, name, epilogue, acc_scope, parallel,
 
 def _schedule_epilogue(sch: s_tir.Schedule, epilogue, loop, high: str | None) -> None:
     """Compute the epilogue under ``loop`` (per register tile): its blocks in order, all but
-    the last into local buffers (registers), each vectorized over the 16 lanes; a high product
-    of the int32 requantization (``requantize_high``) as the ``high`` intrinsic where given."""
+    the last into tile-sized scratch buffers (registers), each vectorized over the 16 lanes; a
+    high product of the int32 requantization (``requantize_high``) as the ``high`` intrinsic
+    where given."""
     blocks = epilogue if isinstance(epilogue, list | tuple) else [epilogue]
-    for i, block in enumerate(blocks):
+    for block in blocks:
         sch.reverse_compute_at(block, loop)
-        if i < len(blocks) - 1:
-            sch.set_scope(block, 0, "local")
     for block in blocks:
         lanes = sch.get_loops(block)[-1]
         stmt = sch.get(block)
         if high is not None and stmt.name_hint.startswith(HIGH_BLOCK):
-            mult = [r for r in stmt.reads if r.source.scope() != "local"]
+            made = [w.source for p in sch.get_producers(block) for w in sch.get(p).writes]
+            mult = [r for r in stmt.reads if not any(r.source.same_as(b) for b in made)]
             b_lanes = 16 if mult and int(mult[0].source.shape[-1]) == 16 else 1
-            name = x86.high_name(high, b_lanes, "local", "local")
+            name = x86.high_name(high, b_lanes, SCRATCH_SCOPE, SCRATCH_SCOPE)
             try:
                 sch.tensorize(lanes, name)
                 continue

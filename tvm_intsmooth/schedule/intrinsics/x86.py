@@ -74,6 +74,15 @@ def dot_desc(
     return desc
 
 
+def broadcast_group(a, group: str, copies: int, dtype: str):
+    """The data operand's group ``A[0:R]`` (one 32-bit word, ``group`` e.g. ``"uint8x4"``)
+    repeated ``copies`` times, as ``dtype``. One expression on purpose: TVMScript makes a named
+    intermediate of an intrinsic's body a "local" buffer, which TVM 0.27 allocates with
+    TVMBackendAllocWorkspace and goes through memory at every call."""
+    word = T.reinterpret(a.vload([0], group), dtype="int32")
+    return T.reinterpret(T.broadcast(word, copies), dtype=dtype)
+
+
 def _vnni_impl(a_scope: str = "global", c_scope: str = "global"):
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -83,12 +92,10 @@ def _vnni_impl(a_scope: str = "global", c_scope: str = "global"):
         with T.sblock("root"):
             T.reads(C[0:16], A[0:4], B[0:16, 0:4])
             T.writes(C[0:16])
-            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-            a_bytes = T.reinterpret(T.broadcast(a_word, 16), dtype="uint8x64")
             C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
                 C.vload([0], dtype="int32x16"),
-                a_bytes,
+                broadcast_group(A, "uint8x4", 16, "uint8x64"),
                 B.vload([0, 0], dtype="int8x64"),
                 dtype="int32x16",
             )
@@ -105,15 +112,13 @@ def _avx2_impl(a_scope: str = "global", c_scope: str = "global"):
         with T.sblock("root"):
             T.reads(C[0:16], A[0:4], B[0:16, 0:4])
             T.writes(C[0:16])
-            a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-            a_bytes = T.reinterpret(T.broadcast(a_word, 8), dtype="uint8x32")
             # the two 8-lane halves written out: a loop here would put one loop variable into
             # every place the intrinsic is used
             C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
                 T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-                    a_bytes,
+                    broadcast_group(A, "uint8x4", 8, "uint8x32"),
                     B.vload([0, 0], dtype="int8x32"),
                     dtype="int16x16",
                 ),
@@ -124,7 +129,7 @@ def _avx2_impl(a_scope: str = "global", c_scope: str = "global"):
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
                 T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-                    a_bytes,
+                    broadcast_group(A, "uint8x4", 8, "uint8x32"),
                     B.vload([8, 0], dtype="int8x32"),
                     dtype="int16x16",
                 ),
@@ -144,11 +149,9 @@ def _avx512_s16_impl(a_scope: str = "global", c_scope: str = "global"):
         with T.sblock("root"):
             T.reads(C[0:16], A[0:2], B[0:16, 0:2])
             T.writes(C[0:16])
-            a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
-            a_pairs = T.reinterpret(T.broadcast(a_word, 16), dtype="int16x32")
             C[T.ramp(T.int32(0), 1, 16)] = C.vload([0], dtype="int32x16") + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx512.pmaddw.d.512"),
-                a_pairs,
+                broadcast_group(A, "int16x2", 16, "int16x32"),
                 T.cast(B.vload([0, 0], dtype="int8x32"), "int16x32"),
                 dtype="int32x16",
             )
@@ -165,17 +168,15 @@ def _avx2_s16_impl(a_scope: str = "global", c_scope: str = "global"):
         with T.sblock("root"):
             T.reads(C[0:16], A[0:2], B[0:16, 0:2])
             T.writes(C[0:16])
-            a_word = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
-            a_pairs = T.reinterpret(T.broadcast(a_word, 8), dtype="int16x16")
             C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                a_pairs,
+                broadcast_group(A, "int16x2", 8, "int16x16"),
                 T.cast(B.vload([0, 0], dtype="int8x16"), "int16x16"),
                 dtype="int32x8",
             )
             C[T.ramp(T.int32(8), 1, 8)] = C[T.ramp(T.int32(8), 1, 8)] + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                a_pairs,
+                broadcast_group(A, "int16x2", 8, "int16x16"),
                 T.cast(B.vload([8, 0], dtype="int8x16"), "int16x16"),
                 dtype="int32x8",
             )
