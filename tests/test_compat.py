@@ -10,9 +10,11 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tvm
 from intrinsics_conv import blocked_conv
+from tvm.script import tirx as T
 
 from tvm_intsmooth import compat
 from tvm_intsmooth.compat import (
@@ -74,6 +76,37 @@ def test_stock_vnni_intrinsic_still_fails_to_build():
     fixed = KernelIntrin(x86.STOCK_VNNI, "avx512vnni", 16, 4, "uint8", "int8", "vpdpbusd")
     asm = tvm.compile(blocked_conv(fixed, n=1, hw=4), target=target).mod.inspect_source("asm")
     assert "vpdpbusd" in asm
+
+
+def _per_row_scratch(scope: str):
+    @T.prim_func(s_tir=True)
+    def func(a: T.Buffer((64, 16), "int32"), b: T.Buffer((64, 16), "int32")):
+        T.func_attr({"global_symbol": "main"})
+        for i in T.parallel(64):
+            with T.sblock("row"):
+                T.reads(a[i, 0:16])
+                T.writes(b[i, 0:16])
+                scratch = T.sblock_alloc_buffer((16,), "int32", scope=scope)
+                for j in range(16):
+                    scratch[j] = a[i, j] + 1
+                for j in range(16):
+                    b[i, j] = scratch[j] * 2
+
+    return func
+
+
+@pytest.mark.parametrize("scope", ["local", compat.SCRATCH_SCOPE])
+def test_only_global_scratch_stays_off_the_workspace_allocator(scope):
+    """TVM 0.27 allocates a 64-byte "local" buffer inside a parallel loop with
+    TVMBackendAllocWorkspace, once per iteration, and a "global" one on the stack. When the
+    "local" case fails, upstream fixed it: SCRATCH_SCOPE may go back to "local"."""
+    lib = tvm.compile(_per_row_scratch(scope), target="llvm")
+    a = np.arange(64 * 16, dtype=np.int32).reshape(64, 16)
+    b = tvm.runtime.tensor(np.zeros_like(a))
+    lib["main"](tvm.runtime.tensor(a), b)
+    np.testing.assert_array_equal(b.numpy(), (a + 1) * 2)
+    workspace = "TVMBackendAllocWorkspace" in lib.mod.inspect_source("ll")
+    assert workspace == (scope == "local")
 
 
 def test_the_tensor_intrin_package_still_loads_every_isa():

@@ -7,6 +7,8 @@ wrong logits that way, while AVX2, whose schedule differs, gave the right ones).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tvm
@@ -108,3 +110,27 @@ def test_every_register_tile_computes_the_exact_conv():
     for design in designs:
         got = run_blocked_conv(tvm.compile(design.mod, target=tvm_target), intrin, x, w)
         np.testing.assert_array_equal(got, want)
+
+
+WORKSPACE_CALL = r"(\w+) = T\.decl_buffer.*TVMBackendAllocWorkspace\(1, dev_id, T\.uint64\((\d+)\)"
+
+
+@pytest.mark.parametrize("target", ["x86-vnni", "x86-avx2", "rpi5"])
+def test_no_kernel_allocates_small_scratch_from_the_workspace(target):
+    """Lowered for each CPU target (no kernel runs): the register tiles, epilogue stages and the
+    noise sampler's state live on the stack. TVMBackendAllocWorkspace is left to a sample's
+    padded image and to buffers of at least 1 KiB (a 16-accumulator tile), allocated once per
+    sample; a smaller one is a "local" scratch buffer, a call pair per row (SCRATCH_SCOPE)."""
+    from tvm_intsmooth.pipeline.build import lower
+
+    make, shape = MODELS["residual"]
+    images = np.random.default_rng(0).integers(0, 256, (32, *shape), dtype=np.uint8)
+    lowered = lower(tis.smooth(make(), images, 0.25, batch=4).mod, target, schedules=None)
+    sizes = {}
+    for gv, func in lowered.functions.items():
+        if isinstance(func, tirx.PrimFunc):
+            found = re.findall(WORKSPACE_CALL, func.script())
+            sizes[gv.name_hint] = [int(n) for name, n in found if not name.startswith("data_pad")]
+    assert any("noise" in name for name in sizes) and any("conv" in name for name in sizes)
+    small = {name: [n for n in found if n < 1024] for name, found in sizes.items()}
+    assert {name: found for name, found in small.items() if found} == {}
