@@ -73,10 +73,11 @@ def test_shipped_database_matches_its_bundled_model(info_path, monkeypatch, tmp_
     assert info_path.parent.parent == schedules_dir() / spec.resolved_name
     found = find_database(key, spec)
     assert found is not None and found.path == info_path.parent
-    # Every kept kernel is a task of today's model, and has its record.
+    # Every kept kernel is a task of today's model, and has its record (a database may keep
+    # none: then tuning found nothing faster than the fixed schedules, and compile says so).
     names = {task.task_name for task, _ in tunable_tasks(fused, spec)}
+    assert {t["name"] for t in info["tasks"]} <= names
     kept = [t for t in info["tasks"] if t["kept"]]
-    assert kept and {t["name"] for t in kept} <= names
     records = load_database(info_path.parent).database.get_all_tuning_records()
     assert len(records) == len(kept)
 
