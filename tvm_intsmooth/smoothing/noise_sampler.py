@@ -130,7 +130,7 @@ def _search_table(table: NoiseTable) -> list[int]:
 def _emit_count(search: tirx.Buffer, folded: tirx.PrimExpr) -> tirx.PrimExpr:
     """Emit #{i : search[i] < folded} (a branch-free binary search over the power-of-two
     table); return it as an int64 expression."""
-    # The search position lives in a local buffer: as a chain of bindings, TVM's buffer-region
+    # The search position lives in a scratch buffer: as a chain of bindings, TVM's buffer-region
     # analysis expands it (each step uses the previous position twice) and takes minutes.
     position = T.alloc_buffer((1,), "int64", scope=SCRATCH_SCOPE)
     T.buffer_store(position, _i64(0), [0])

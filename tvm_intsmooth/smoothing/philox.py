@@ -93,10 +93,11 @@ def emit_philox4x32(
     The state goes through a 6-word int64 buffer between rounds: TIR's simplifier substitutes
     every ``Bind`` of pure int64 arithmetic into its uses, so a chain of bindings across rounds
     grows exponentially (6 rounds already take 20 s to compile); buffer loads stop that. By
-    default a local (6,) buffer is allocated at the point of the call. Inside a loop marked
-    vectorized that is wrong on TVM 0.27 (VectorizeLoop does not widen allocations made inside
-    the loop, so all lanes share one state): there, pass ``state``, an int64 (6, lanes) local
-    buffer allocated outside the vectorized loop, and ``lane``, the vectorized loop variable.
+    default a (6,) scratch buffer (``compat.SCRATCH_SCOPE``) is allocated at the point of the
+    call. Inside a loop marked vectorized that is wrong on TVM 0.27 (VectorizeLoop does not
+    widen allocations made inside the loop, so all lanes share one state): there, pass
+    ``state``, an int64 (6, lanes) scratch buffer allocated outside the vectorized loop, and
+    ``lane``, the vectorized loop variable.
     """
     if len(counter) != 4 or len(key) != 2:
         raise ValueError(f"need 4 counter words and 2 key words, got {len(counter)}, {len(key)}")
@@ -131,7 +132,7 @@ def _u64(value: int) -> tirx.PrimExpr:
 
 
 def emit_round_keys(key: Sequence[tirx.PrimExpr], rounds: int = DEFAULT_ROUNDS) -> tirx.Buffer:
-    """Emit the key schedule: a local uint64 (2, rounds) buffer with the key words of each round,
+    """Emit the key schedule: a uint64 (2, rounds) scratch buffer with the key words of each round,
     ``(k + r W) mod 2^32``, computed from int64 ``key`` words in [0, 2^32) without wrap-around
     (the sum stays below 2^36). Call once, outside the loops that use it."""
     keys = T.alloc_buffer((2, rounds), "uint64", scope=SCRATCH_SCOPE)
@@ -155,7 +156,7 @@ def emit_philox4x32_lanes(
 
     ``counter``: 4 uint64 expressions in [0, 2^32); ``round_keys``: from
     :func:`emit_round_keys` (its second axis is the round count); ``state``: a uint64
-    (4, lanes) local buffer allocated outside the vectorized loop, ``lane`` that loop's variable
+    (4, lanes) scratch buffer allocated outside the vectorized loop, ``lane`` that loop's variable
     (see :func:`emit_philox4x32` for why). Every operation is exact without wrap-around:
     products of two words are below 2^64; the key additions, the only wrapping step, are in
     :func:`emit_round_keys`. Returns 4 uint64 word variables, each in [0, 2^32).

@@ -89,10 +89,11 @@ def tensorize_blocked_conv(
     ``epilogue``: the block that consumes the conv (its elementwise epilogue: requantize, ReLU,
     residual add, inlined into one), computed per register tile right after its reduction,
     from the accumulators (held in a scratch buffer, which LLVM keeps in registers); ``pad``: the
-    conv's padding block, computed per output row into a local buffer (the rows the row's
-    windows read) instead of a padded copy of the whole input. Without them, an epilogue
-    already placed under the ``oh`` loop (``reverse_compute_at`` on ``sch.get_loops(block)[2]``
-    before this call) is kept there, and the tile is then one output block deep.
+    conv's padding block, computed per sample into a "local" buffer (that sample's padded
+    image, allocated once per sample) instead of a padded copy of the whole input. Without
+    them, an epilogue already placed under the ``oh`` loop (``reverse_compute_at`` on
+    ``sch.get_loops(block)[2]`` before this call) is kept there, and the tile is then one
+    output block deep.
 
     Exactness is the caller's part: the data must respect ``intrin.max_data`` (127 for AVX2 and
     for ARM with uint8 data).
@@ -129,7 +130,7 @@ def tensorize_blocked_conv(
     rv = sch.get_sblock(block) if isinstance(block, str) else block
     loops, extents = _checked_loops(sch, rv, intrin)
     n, occ, oh, ow, ocb, kh, kw, ico, icf, ics = loops
-    data_scope = "local" if pad is not None else "global"  # the padded image: over 1 KiB
+    data_scope = "local" if pad is not None else "global"  # a padded image, allocated per sample
     name = scoped_name(intrin.name, data_scope)
     if TensorIntrin.get(name, allow_missing=True) is None:  # TVM's own: global memory only
         name, pad = intrin.name, None
@@ -153,7 +154,7 @@ def tensorize_blocked_conv(
         _schedule_epilogue(sch, epilogue, ow_o, high)
     if pad is not None:  # one padded image per sample, in a local buffer (L1)
         sch.compute_at(pad, n)
-        sch.set_scope(pad, 0, "local")
+        sch.set_scope(pad, 0, data_scope)
         sch.vectorize(sch.get_loops(pad)[-1])
         outer = n
     else:
