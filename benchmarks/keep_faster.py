@@ -8,7 +8,13 @@ thread by the thread's CPU time (the best of ``--repeats`` calls, each kernel al
 cache), and writes the database with only the tuned schedules that are faster by more than
 ``--margin``; info.json's tasks get these timings (``best_us``, ``default_us``, ``kept``) and a
 ``kept_by`` note. The model options are those of the ``intsmooth tune`` command that made the
-database (its info.json records them)::
+database (its info.json records them).
+
+The decision is made against today's build of the model. Where a change of the graph (fusion,
+layout) changed some kernels, their records no longer match and are dropped, the unchanged
+kernels' records carry over, and the database is written under today's workload key (by default
+beside the old folder, which can then be removed; info.json's ``carried_from`` names the old
+key, and its tasks are today's, with the old statistics where a task kept its name)::
 
     python benchmarks/keep_faster.py DB --model M.onnx --calib DATA [--sigma 0.25] [--batch 100] \\
         [--target x86-vnni] [-o OUT]
@@ -35,7 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target", default=None, help="default: the database's target")
     p.add_argument("--repeats", type=int, default=30, help="timed calls per kernel (best taken)")
     p.add_argument("--margin", type=float, default=0.03, help="keep tuned when faster by this")
-    p.add_argument("-o", "--output", type=Path, help="write here (default: over the database)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="write here (default: over the database, or beside it under today's key)",
+    )
     return p.parse_args(argv)
 
 
@@ -61,19 +72,36 @@ def cpu_us(func, target, repeats: int) -> float:
     return best * 1e6
 
 
+def today_info(db, tasks: list, key: str) -> dict:
+    """The database's info.json for today's build of its model: today's ``key`` (with
+    ``carried_from``, the old one, where it changed) and today's tasks, each with the old entry's
+    statistics where a task of that name was tuned, else not kept."""
+    info = dict(db.info)
+    old = {entry["name"]: entry for entry in info.get("tasks", [])}
+    if info.get("key", db.path.name) != key:
+        info["carried_from"] = info.get("key", db.path.name)
+        info["key"] = key
+    info["tasks"] = [
+        {**old.get(task.task_name, {"name": task.task_name, "macs": macs}), "kept": False}
+        for task, macs in tasks
+    ]  # "kept" is set again from the records that match today's kernels
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from tvm_intsmooth.cli.smoothing_args import smooth_model
     from tvm_intsmooth.pipeline.phases import fused_module
     from tvm_intsmooth.pipeline.tune import default_schedule, tunable_tasks
-    from tvm_intsmooth.schedule.database import load_database, save_database
+    from tvm_intsmooth.schedule.database import load_database, save_database, workload_key
     from tvm_intsmooth.schedule.targets import resolve_target
 
     db = load_database(args.database)
     spec = resolve_target(args.target or db.info.get("target", "host"))
     target = spec.tvm_target
     smoothed = smooth_model(args.model, args.calib, args.sigma, batch=args.batch)
-    tasks = tunable_tasks(fused_module(smoothed.mod, spec), spec)
+    fused = fused_module(smoothed.mod, spec)
+    tasks = tunable_tasks(fused, spec)
     kept, report = [], {}
     for task, _ in tasks:
         mod = task.dispatched[0]
@@ -92,16 +120,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{'kept' if faster else 'dropped'}",
             flush=True,
         )
-    info = dict(db.info)
-    for entry in info.get("tasks", []):
+    info, output = today_info(db, tasks, workload_key(fused)), args.output
+    for entry in info["tasks"]:
         if entry["name"] in report:
             entry["best_us"], entry["default_us"], entry["kept"] = report[entry["name"]]
+            if entry.get("macs"):
+                entry["gmacs"] = entry["macs"] / entry["best_us"] / 1e3
+    if output is None:
+        output = args.database.parent / info["key"] if "carried_from" in info else args.database
     info["kept_by"] = (
         f"benchmarks/keep_faster.py: one thread, CPU time, best of {args.repeats} calls; "
         f"kept where faster by more than {args.margin:.0%}"
     )
     info.pop("files", None)
-    out = save_database(kept, args.output or args.database, info)
+    out = save_database(kept, output, info)
     print(f"{len(kept)} of {len(report)} tuned kernels kept: {out}")
     return 0
 

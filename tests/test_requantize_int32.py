@@ -14,6 +14,7 @@ from tvm_intsmooth.schedule.requantize import (
     int32_constants,
     requantize_int32,
     requantize_int32_split,
+    requantized_sum,
     split_constants,
 )
 
@@ -95,6 +96,73 @@ def test_split_form_equals_the_int64_chain(dtype):
     assert consts is not None
     want = _reference(x.reshape(-1, channels), m, r, s, None).reshape(-1)
     np.testing.assert_array_equal(_run(requantize_int32_split, x, consts, None, "int32"), want)
+
+
+@pytest.mark.parametrize("subtract", [False, True])
+def test_requantized_sum_equals_the_int64_chains_summed(subtract):
+    """The residual sum as one kernel: each operand's int64 chain, cast to int32, then added (or
+    subtracted) in int32, as the graph does it; an int8 and a uint8 operand at their extremes."""
+    rng = np.random.default_rng(5)
+    channels, count = 16, 4096
+    a, b = _inputs("int8", rng, count)[:count], _inputs("uint8", rng, count)[:count]
+    chains = []
+    for low in (2.0**8, 2.0**15):  # the coarser operand's ratio is 2^16, the other's below
+        m, r, s = _constants(rng, np.exp(rng.uniform(np.log(low), np.log(2.0**16), channels)))
+        chains.append(((m, r, s), split_constants(m, r, s, 255)))
+    terms = [
+        _reference(x.reshape(-1, channels), *chain, None).astype(np.int32)
+        for x, (chain, _) in zip((a, b), chains, strict=True)
+    ]
+    want = (terms[0] - terms[1] if subtract else terms[0] + terms[1]).reshape(-1)
+    at = te.placeholder((count // channels, channels), "int8", name="a")
+    bt = te.placeholder((count // channels, channels), "uint8", name="b")
+    consts = [
+        te.placeholder((channels,), "int32", name=f"{k}{i}")
+        for i, (_, c) in enumerate(chains)
+        for k in c
+    ]
+    out = requantized_sum(at, bt, *consts, subtract=subtract)
+    lib = tvm.compile(te.create_prim_func([at, bt, *consts, out]), target="llvm")
+    result = tvm.runtime.tensor(np.zeros((count // channels, channels), np.int32))
+    values = [v for _, c in chains for v in c.values()]
+    lib(
+        *(tvm.runtime.tensor(v) for v in (a.reshape(-1, channels), b.reshape(-1, channels))),
+        *(tvm.runtime.tensor(v) for v in values),
+        result,
+    )
+    np.testing.assert_array_equal(result.numpy().reshape(-1), want)
+
+
+def test_convolutions_pass_8_bit_activations_to_each_other():
+    """With the residual sum as one kernel, the projection shortcut's convolution ends at its
+    int8 output and the consumer requantizes it in its epilogue: no fused convolution reads an
+    int32 activation (4 times the bytes) that another convolution wrote."""
+    from onnx_models import TEST_MODELS
+
+    import tvm_intsmooth as tis
+    from tvm_intsmooth.pipeline.phases import fused_module
+    from tvm_intsmooth.schedule.targets import resolve_target
+
+    images = np.random.default_rng(0).integers(0, 256, (32, 3, 10, 10), dtype=np.uint8)
+    smoothed = tis.smooth(TEST_MODELS["residual"](), images, 2.0, batch=4)
+    fused = fused_module(smoothed.mod, resolve_target("x86-vnni"))
+    made_by, passed, sums = {}, [], 0
+    for block in fused["main"].body.blocks:
+        for binding in block.bindings:
+            call = binding.value
+            if getattr(call, "op", None) != tvm.ir.Op.get("relax.call_tir"):
+                continue
+            name = call.args[0].name_hint
+            if "conv" not in name:
+                continue
+            made_by[binding.var] = name
+            sums += "requantized_sum" in name
+            for arg in call.args[1].fields:
+                if arg in made_by:
+                    passed.append((made_by[arg], name, str(arg.ty.dtype)))
+    assert sums == 2  # the identity and the projection shortcut's sums
+    assert len(passed) >= 5
+    assert [p for p in passed if p[2] not in ("int8", "uint8")] == []
 
 
 def test_constants_refuse_what_int32_cannot_hold():

@@ -135,6 +135,14 @@ def requantize_int32(
     return te.compute(x.shape, value, name="requantize_int32")
 
 
+def _split_value(x: te.Tensor, constants: tuple[te.Tensor, ...], index: tuple) -> tirx.PrimExpr:
+    """``(x * M + R) >> S`` at ``index`` in int32, from the :func:`split_constants` tensors
+    ``(mult_high, mult_low, rounding, shift)``: ``x * M_h + ((x * M_l + R) >> S)``."""
+    mult_high, mult_low, rounding, shift = (_broadcast(c, index) for c in constants)
+    v = x(*index).astype("int32")
+    return v * mult_high + ((v * mult_low + rounding) >> shift)
+
+
 def requantize_int32_split(
     x: te.Tensor,
     mult_high: te.Tensor,
@@ -149,13 +157,30 @@ def requantize_int32_split(
     i32 = "int32"
 
     def value(*index):
-        v = x(*index).astype(i32)
-        low = (v * _broadcast(mult_low, index) + _broadcast(rounding, index)) >> _broadcast(
-            shift, index
-        )
-        y = v * _broadcast(mult_high, index) + low
+        y = _split_value(x, (mult_high, mult_low, rounding, shift), index)
         if clip is not None:
             y = tirx.max(tirx.min(y, tirx.const(clip[1], i32)), tirx.const(clip[0], i32))
         return y.astype(out_dtype)
 
     return te.compute(x.shape, value, name="requantize_int32")
+
+
+SUM_BLOCK = "requantized_sum"
+
+
+def requantized_sum(
+    a: te.Tensor, b: te.Tensor, *constants: te.Tensor, subtract: bool = False
+) -> te.Tensor:
+    """``split(a) + split(b)`` (``-`` with ``subtract``) in int32: the residual sum of two small
+    operands, each requantized to the sum's scale by :func:`requantize_int32_split`'s form
+    (``constants``: ``a``'s four :func:`split_constants` tensors, then ``b``'s). One kernel for
+    both operands and the sum, so that a fused convolution that produces ``a`` or ``b`` writes
+    the small operand, not its int32 rescaling."""
+    if len(constants) != 8:
+        raise ValueError(f"requantized_sum takes 8 constant tensors, got {len(constants)}")
+
+    def value(*index):
+        left, right = _split_value(a, constants[:4], index), _split_value(b, constants[4:], index)
+        return left - right if subtract else left + right
+
+    return te.compute(a.shape, value, name=SUM_BLOCK)

@@ -13,6 +13,12 @@ element by element). A chain that does not qualify (a multiplier of 1/4 or more 
 accumulator, say) is left in int64. After FuseOps the kernel is the convolutions' epilogue: half
 the vector width of int64, and no 64-bit multiplies.
 
+A residual sum, ``add(chain_a, chain_b)`` (or ``subtract``) of two split-form chains to int32 that
+nothing else uses, becomes one kernel (:func:`~tvm_intsmooth.schedule.requantize.requantized_sum`),
+the same int32 values: FuseOps then cannot fuse an operand's rescaling into the convolution that
+produced the operand, so that convolution writes the 8-bit operand and the consumer rescales it
+(a projection shortcut's output otherwise goes through memory as int32, four times the bytes).
+
 The multipliers and shifts stay tensors (per channel, or one element), never immediates, so a
 model calibrated on other data has the same PrimFuncs.
 """
@@ -29,10 +35,12 @@ from tvm_intsmooth.schedule.requantize import (
     int32_constants,
     requantize_int32,
     requantize_int32_split,
+    requantized_sum,
     split_constants,
 )
 
 _CHAIN = ("relax.multiply", "relax.add", "relax.right_shift")
+_SUMS = {"relax.add": False, "relax.subtract": True}  # op -> subtract
 _OUT_DTYPES = ("int8", "uint8", "int32")
 
 
@@ -128,6 +136,23 @@ class _Finder:
             return None
         return final, _Chain(x, form, constants, clip, str(call.attrs.dtype))
 
+    def sums(self, chains: dict[relax.Var, _Chain]) -> dict[relax.Var, tuple[_Chain, _Chain, bool]]:
+        """The adds and subtracts of two split-form int32 chains that nothing else uses (a
+        residual sum): add var -> (left chain, right chain, subtract)."""
+        out = {}
+        for var, value in self.values.items():
+            op = getattr(value, "op", None) if isinstance(value, relax.Call) else None
+            if not isinstance(op, tvm.ir.Op) or op.name not in _SUMS:
+                continue
+            pair = [chains.get(arg) for arg in value.args]
+            if (
+                all(_summable(c) for c in pair)
+                and all(self.uses.get(a) == 1 for a in value.args)
+                and _static_shape(pair[0].x) == _static_shape(pair[1].x) is not None
+            ):
+                out[var] = (pair[0], pair[1], _SUMS[op.name])
+        return out
+
     def _int64_steps(self, var) -> tuple[list[np.ndarray], relax.Var | None]:
         """The constants of ``* M``, ``+ R``, ``>> S`` after ``var``, and the shift's var."""
         consts = []
@@ -153,14 +178,34 @@ class _Finder:
         return (lo, hi), following
 
 
+def _summable(chain: _Chain | None) -> bool:
+    return (
+        chain is not None
+        and chain.form == "split"
+        and chain.clip is None
+        and chain.out_dtype == "int32"
+    )
+
+
+def _static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
+    shape = getattr(expr.ty, "shape", None)
+    if shape is None or not all(isinstance(d, tvm.tirx.IntImm) for d in shape):
+        return None
+    return tuple(int(d) for d in shape)
+
+
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, chains: dict[relax.Var, _Chain]):
+    def __init__(self, mod: tvm.IRModule, chains: dict[relax.Var, _Chain], sums: dict):
         super().__init__(mod)
         self.chains = chains
+        self.sums = sums
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         chain = self.chains.get(binding.var)
+        if binding.var in self.sums:
+            self._emit_sum(binding.var, *self.sums[binding.var])
+            return
         if chain is None:
             super().visit_var_binding_(binding)
             return
@@ -178,6 +223,18 @@ class _Rewriter(relax.PyExprMutator):
         )
         self.set_var_remap(binding.var, self.builder_.emit(call, name_hint=binding.var.name))
 
+    def _emit_sum(self, var: relax.Var, left: _Chain, right: _Chain, subtract: bool) -> None:
+        constants = [relax.const(v, "int32") for c in (left, right) for v in c.constants.values()]
+        call = self.builder_.call_te(
+            requantized_sum,
+            self.visit_expr(left.x),
+            self.visit_expr(right.x),
+            *constants,
+            subtract=subtract,
+            primfunc_name_hint="requantized_sum",
+        )
+        self.set_var_remap(var, self.builder_.emit(call, name_hint=var.name))
+
 
 @tvm.transform.module_pass(opt_level=0, name="RequantizeInt32")
 class RequantizeInt32:
@@ -186,14 +243,18 @@ class RequantizeInt32:
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         chains: dict[relax.Var, _Chain] = {}
+        sums: dict[relax.Var, tuple[_Chain, _Chain, bool]] = {}
         for func in mod.functions.values():
             if isinstance(func, relax.Function) and isinstance(func.body, relax.SeqExpr):
                 for block in func.body.blocks:
                     if isinstance(block, relax.DataflowBlock):
-                        chains.update(_Finder(block).chains())
+                        finder = _Finder(block)
+                        found = finder.chains()
+                        sums.update(finder.sums(found))
+                        chains.update(found)
         if not chains:
             return mod
-        rewriter = _Rewriter(mod, chains)
+        rewriter = _Rewriter(mod, chains, sums)
         for gv, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
