@@ -13,8 +13,9 @@ database (its info.json records them).
 The decision is made against today's build of the model. Where a change of the graph (fusion,
 layout) changed some kernels, their records no longer match and are dropped, the unchanged
 kernels' records carry over, and the database is written under today's workload key (by default
-beside the old folder, which can then be removed; info.json's ``carried_from`` names the old
-key, and its tasks are today's, with the old statistics where a task kept its name)::
+beside the old folder, which can then be removed; info.json's ``carried_from`` names the key it
+was tuned under, and its tasks are today's, with the old statistics where a task kept its
+name)::
 
     python benchmarks/keep_faster.py DB --model M.onnx --calib DATA [--sigma 0.25] [--batch 100] \\
         [--target x86-vnni] [-o OUT]
@@ -74,12 +75,12 @@ def cpu_us(func, target, repeats: int) -> float:
 
 def today_info(db, tasks: list, key: str) -> dict:
     """The database's info.json for today's build of its model: today's ``key`` (with
-    ``carried_from``, the old one, where it changed) and today's tasks, each with the old entry's
-    statistics where a task of that name was tuned, else not kept."""
+    ``carried_from``, the key it was tuned under, where it changed) and today's tasks, each
+    with the old entry's statistics where a task of that name was tuned, else not kept."""
     info = dict(db.info)
     old = {entry["name"]: entry for entry in info.get("tasks", [])}
     if info.get("key", db.path.name) != key:
-        info["carried_from"] = info.get("key", db.path.name)
+        info.setdefault("carried_from", info.get("key", db.path.name))  # the key tuned under
         info["key"] = key
     info["tasks"] = [
         {**old.get(task.task_name, {"name": task.task_name, "macs": macs}), "kept": False}

@@ -286,3 +286,13 @@ def test_pools_stay_blocked(quantized):
     assert sum(n.startswith("max_pool_blocked") for n in funcs) == 2, funcs
     assert sum(n.startswith("spatial_sum_blocked") for n in funcs) == 1, funcs
     assert not any("max_pool2d" in n for n in funcs), funcs
+
+
+@pytest.mark.parametrize("name", ["residual", "pooling"])
+def test_global_pool_sums_the_8_bit_activations(quantized, name):
+    """The global average pool sums the 8-bit activations (the sum widens each element), so the
+    convolution before it writes bytes, not the int32 copy the graph's cast asks for."""
+    funcs = {gv.name_hint: f for gv, f in _fused(quantized[name]).functions_items()}
+    sums = [f for n, f in funcs.items() if n.startswith("spatial_sum_blocked")]
+    assert len(sums) == 1, list(funcs)
+    assert str(sums[0].params[0].dtype) in ("int8", "uint8")

@@ -94,6 +94,7 @@ class _BlockedRewriter(relax.PyExprMutator):
         self.flattened: dict[relax.Var, relax.VarBinding] = {}  # flattens of blocked values
         self.plain: dict[relax.Var, relax.Var] = {}
         self.ranges: dict[relax.Var, tuple[int, int]] = {}
+        self.widened: dict[relax.Var, relax.Var] = {}  # an 8-bit value cast wider -> its block
 
     # -- ranges: what the graph's clamps say about each integer value -------------------------
     def _range(self, expr: relax.Expr) -> tuple[int, int]:
@@ -235,7 +236,10 @@ class _BlockedRewriter(relax.PyExprMutator):
         if sorted(int(a) % 4 for a in axis) != [2, 3]:
             return None
         dtype = str(var.ty.dtype)
-        out = self._emit_te(K.spatial_sum_blocked, x.var, dtype, name=var.name)
+        # An 8-bit value widened for the sum is summed as it is (the sum widens each element):
+        # its producer then writes bytes, and the widening cast is left dead.
+        source = self.widened.get(call.args[0], x.var)
+        out = self._emit_te(K.spatial_sum_blocked, source, dtype, name=var.name)
         return _Blocked(out, x.channels, dtype)
 
     # -- elementwise epilogues on blocks --------------------------------------------------------
@@ -270,6 +274,9 @@ class _BlockedRewriter(relax.PyExprMutator):
                 new = self._emit(R.astype(args[0], "uint8"), var.name)
                 return _Blocked(new, channels, dtype)
         new = self._emit(relax.Call(call.op, args, attrs), var.name)
+        source = self.blocked.get(call.args[0]) if call.op.name == "relax.astype" else None
+        if source is not None and source.plain_dtype in ("int8", "uint8") and dtype == "int32":
+            self.widened[var] = source.var
         return _Blocked(new, channels, dtype)
 
     # -- convolutions -----------------------------------------------------------------------------
