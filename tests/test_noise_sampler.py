@@ -18,6 +18,9 @@ from tvm_intsmooth.pipeline.build import lower
 from tvm_intsmooth.smoothing.noise_sampler import (
     GUIDE_BITS,
     LANES,
+    GuideLayout,
+    _emit_guide,
+    _emit_guided,
     _emit_lookup,
     _search_table,
     noise_call_args,
@@ -151,6 +154,54 @@ def test_lookup_at_threshold_boundaries(bits):
     result = tvm.runtime.tensor(np.zeros(n, dtype=np.int64))
     lib(tvm.runtime.tensor(split.astype(np.int64)), result)
     np.testing.assert_array_equal(result.numpy(), expected)
+
+
+@pytest.mark.parametrize(("sigma", "bits"), [(0.25, 64), (0.05, 64), (0.5, 32)])
+def test_guide_entry_counts_exactly_or_sends_to_the_full_search(sigma, bits):
+    """The guide entry alone gives #{T <= V} or flags V for the full search: at every threshold
+    and its neighbours, and at values whose offset in the bucket ties the threshold's in the
+    bits the entry keeps (where the entry cannot decide; they must be flagged)."""
+    table = _table(sigma, bits)
+    layout = GuideLayout.of(table)
+    search_values = _search_table(table)
+    rng = np.random.default_rng(3)
+    values = {0, 2 ** (bits - 1) - 1, *(int(v) for v in rng.integers(0, 2 ** (bits - 1), 4000))}
+    window = 1 << layout.drop  # the values whose offsets an entry cannot tell apart
+    for t in table.left_thresholds():
+        values.update((t - 2, t - 1, t, t + 1))  # ties with the threshold: flagged
+        start = (t - 1) // window * window
+        values.update((start - 1, start + window))  # just outside the tie: decided
+        values.update(int(start + rng.integers(0, window)) for _ in range(2))
+    values = np.array(sorted(v for v in values if 0 <= v < 2 ** (bits - 1)), dtype=np.int64)
+    n = len(values)
+    with IRBuilder() as builder, T.prim_func():
+        T.func_name("guided")
+        folded = T.arg("folded", T.buffer((n,), "int64"))
+        out = T.arg("out", T.buffer((n, 2), "int64"))
+        search = T.alloc_buffer((len(search_values),), "int64")
+        for i, value in enumerate(search_values):
+            T.buffer_store(search, tirx.const(value, "int64"), [i])
+        guide = _emit_guide(table, search)
+        with T.serial(0, n) as i:
+            count, slow = _emit_guided(layout, guide, folded[i])
+            T.buffer_store(out, count, [i, 0])
+            T.buffer_store(out, tirx.Cast("int64", slow), [i, 1])
+    lib = tvm.compile(builder.get(), target=TARGET)
+    result = tvm.runtime.tensor(np.zeros((n, 2), dtype=np.int64))
+    lib(tvm.runtime.tensor(values), result)
+    count, slow = result.numpy().T
+    left = np.array(table.left_thresholds(), dtype=np.int64)
+    exact = np.searchsorted(left, values, side="right")
+    decided = slow == 0
+    np.testing.assert_array_equal(count[decided], exact[decided])
+    top = (values & ((1 << layout.shift) - 1)) >> layout.drop
+    starts = (values >> layout.shift) << layout.shift
+    nxt = np.array(
+        [search_values[int(np.searchsorted(search_values, s, side="left"))] for s in starts]
+    )
+    ties = ((nxt - starts) < (1 << layout.shift)) & (((nxt - starts) >> layout.drop) == top)
+    assert np.all(slow[ties] == 1) and ties.sum() > 10
+    assert decided.mean() > 0.5  # the entry decides most of them
 
 
 def _relax_module(table, shapes) -> tvm.IRModule:

@@ -18,14 +18,19 @@ and c = #{left thresholds <= V}, k = c - K in the first case and K - c in the se
 on vectors of :data:`LANES` Philox blocks (:func:`emit_philox4x32_lanes`: 32-bit words in
 64-bit lanes, one ``vpmuludq`` / ``umull`` per product) and counts with a guide table: the
 2^:data:`GUIDE_BITS` buckets of V each hold at most one threshold except in the far tails, so
-c = g + (T_g <= V) with g = #{thresholds <= the bucket's start}, two table loads; a lane whose
-bucket holds several thresholds (about 0.3% at sigma 0.25) takes the branch-free binary search
-over the whole table after the vector. The same counts, so the same noise to the bit, as the
-scalar form (:func:`emit_philox4x32` and the binary search alone), which draws the last blocks
-of a row that do not fill a vector. No floating-point dtype appears anywhere in the PrimFunc.
+c = g + (T_g <= V) with g = #{thresholds <= the bucket's start}. The guide entry holds g and the
+top bits of T_g's offset in the bucket (:class:`GuideLayout`), so one table load decides
+T_g <= V unless V's offset has the same top bits (a tie, about 2^-20 of the values). A lane with
+a tie, or whose bucket holds several thresholds (about 0.3% at sigma 0.25), takes the
+branch-free binary search over the whole table after the vector. The same counts, so the same
+noise to the bit, as the scalar form (:func:`emit_philox4x32` and the binary search alone),
+which draws the last blocks of a row that do not fill a vector. No floating-point dtype appears
+anywhere in the PrimFunc.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from tvm import tirx
@@ -47,7 +52,7 @@ MAX_SAMPLE_INDEX = 2**32  # sample indices are one 32-bit counter word
 _SENTINEL = 2**63 - 1  # never < V, since V <= 2^63 - 1
 LANES = 16  # Philox blocks per vector: 16 words in uint64 lanes (two zmm, eight NEON registers)
 GUIDE_BITS = 12  # the guide table has 2^12 buckets of the folded uniform
-_SLOW = 1 << 16  # guide entry flag: the bucket holds more than one threshold
+_SLOW = 1 << 30  # guide entry flag: the bucket holds more than one threshold
 
 
 def _check_int(value: object, name: str, low: int, high: int) -> int:
@@ -167,12 +172,35 @@ def _emit_block(table, search, out, row, block, sample, key, stream, positions: 
         T.buffer_store(out, tirx.Cast("int16", k), [row, block * per_block + p])
 
 
+@dataclass(frozen=True)
+class GuideLayout:
+    """How a guide entry (int32) packs, for bucket ``b`` of width ``2^shift``: ``g`` (the index
+    of the first threshold at or after the bucket's start) in the low ``first_bits``, the top
+    bits of that threshold's offset in the bucket (``offset >> drop``, all ones where it lies past
+    the bucket) above them, and :data:`_SLOW` where the bucket holds a second threshold."""
+
+    shift: int
+    first_bits: int
+    drop: int
+
+    @classmethod
+    def of(cls, table: NoiseTable) -> GuideLayout:
+        shift = table.bits - 1 - GUIDE_BITS
+        first_bits = (len(_search_table(table)) - 1).bit_length()
+        return cls(shift, first_bits, max(0, shift - (30 - first_bits)))
+
+    @property
+    def top_mask(self) -> int:
+        return (1 << (30 - self.first_bits)) - 1
+
+
 def _emit_guide(table: NoiseTable, search: tirx.Buffer) -> tirx.Buffer:
-    """Emit the guide table of the folded uniforms V (``bits - 1`` bits): for bucket
-    ``b = V >> shift``, ``guide[b] = #{T <= b << shift}`` plus :data:`_SLOW` where a second
-    threshold lies inside the bucket. Where it does not, ``#{T <= V}`` is ``g + (T_g <= V)``
-    for ``g = guide[b]``: one comparison instead of a search."""
-    shift = table.bits - 1 - GUIDE_BITS
+    """Emit the guide table of the folded uniforms V (``bits - 1`` bits), one int32 entry per
+    bucket ``b = V >> shift`` (:class:`GuideLayout`): where the bucket holds one threshold at
+    most, ``#{T <= V}`` is ``g + (T_g <= V)``, and the entry decides ``T_g <= V`` without
+    loading T_g unless V's offset in the bucket has the same top bits (:func:`_emit_guided`)."""
+    layout = GuideLayout.of(table)
+    shift = layout.shift
     guide = T.alloc_buffer((1 << GUIDE_BITS,), "int32", scope="global")
     position = T.alloc_buffer((1,), "int32", scope=SCRATCH_SCOPE)
     T.buffer_store(position, tirx.const(0, "int32"), [0])
@@ -183,8 +211,26 @@ def _emit_guide(table: NoiseTable, search: tirx.Buffer) -> tirx.Buffer:
         first = T.Bind(position[0])
         second_inside = search[first + 1] < start + _i64((1 << shift) - 1)
         flag = tirx.Select(second_inside, tirx.const(_SLOW, "int32"), tirx.const(0, "int32"))
-        T.buffer_store(guide, first + flag, [bucket])
+        offset = search[first] - start  # >= 0: search[first] >= start
+        inside = offset < _i64(1 << shift)
+        top = tirx.Select(inside, offset >> _i64(layout.drop), _i64(layout.top_mask))
+        packed = (tirx.Cast("int32", top) << tirx.const(layout.first_bits, "int32")) | first
+        T.buffer_store(guide, packed | flag, [bucket])
     return guide
+
+
+def _emit_guided(layout: GuideLayout, guide: tirx.Buffer, value: tirx.PrimExpr):
+    """``(count, slow)`` for the folded uniform ``value`` from its guide entry alone: ``count``
+    is ``#{T <= value}`` unless ``slow`` (the bucket holds several thresholds, or the offsets
+    tie in their top bits), where the full search must decide."""
+    i32 = "int32"
+    entry = T.Bind(guide[tirx.Cast(i32, value >> _i64(layout.shift))])
+    first = entry & tirx.const((1 << layout.first_bits) - 1, i32)
+    top = (entry >> tirx.const(layout.first_bits, i32)) & tirx.const(layout.top_mask, i32)
+    offset = value & _i64((1 << layout.shift) - 1)
+    mine = T.Bind(tirx.Cast(i32, offset >> _i64(layout.drop)))
+    count = tirx.Cast("int64", first) + tirx.Select(mine > top, _i64(1), _i64(0))
+    return count, (entry >= tirx.const(_SLOW, i32)) | (mine == top)
 
 
 def _emit_chunks(table, search, guide, out, row, counter_rest, round_keys, chunks: int) -> None:
@@ -193,7 +239,7 @@ def _emit_chunks(table, search, guide, out, row, counter_rest, round_keys, chunk
     fell into a bucket of several thresholds (the far tails, rare), the full search for it."""
     per_block, bits, k_max = table.per_philox_block, table.bits, table.K
     width = LANES * per_block  # noise values per chunk
-    shift = bits - 1 - GUIDE_BITS
+    layout = GuideLayout.of(table)
     state = T.alloc_buffer((4, LANES), "uint64", scope=SCRATCH_SCOPE)
     noise = T.alloc_buffer((width,), "int16", scope=SCRATCH_SCOPE)
     folded = T.alloc_buffer((width,), "int64", scope=SCRATCH_SCOPE)
@@ -211,15 +257,13 @@ def _emit_chunks(table, search, guide, out, row, counter_rest, round_keys, chunk
                 uniform = T.Bind(high if low is None else (high << tirx.const(32, "uint64")) | low)
                 mirror = uniform ^ tirx.const(2**bits - 1, "uint64")  # 2^bits - 1 - U
                 value = T.Bind(tirx.Cast("int64", tirx.Select(upper, mirror, uniform)))
-                entry = T.Bind(guide[tirx.Cast("int32", value >> _i64(shift))])
-                first = T.Bind(entry & tirx.const(_SLOW - 1, "int32"))
-                count = tirx.Cast("int64", first) + tirx.Select(search[first] < value, 1, 0)
+                count, flagged = _emit_guided(layout, guide, value)
                 at = lane * per_block + p
                 k = tirx.Select(upper, _i64(k_max) - count, count - _i64(k_max))
                 T.buffer_store(noise, tirx.Cast("int16", k), [at])
                 T.buffer_store(folded, value, [at])
                 side = tirx.Select(upper, tirx.const(2, "int32"), one)
-                T.buffer_store(slow, tirx.Select(entry >= _SLOW, side, zero), [at])
+                T.buffer_store(slow, tirx.Select(flagged, side, zero), [at])
         T.buffer_store(pending, zero, [0])
         with T.serial(0, width) as i:
             T.buffer_store(pending, pending[0] | slow[i], [0])
