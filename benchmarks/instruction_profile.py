@@ -119,6 +119,19 @@ def samples(data: Path, library: Path) -> dict[int, float]:
     return out
 
 
+def _kernel_row(name: str, insns: list[tuple[int, str]]) -> dict:
+    """A kernel's empty row: its multiply-accumulate address range and instruction counts."""
+    macs = [a for a, m in insns if m.startswith(MAC_MNEMONICS)]
+    last = macs[-1] if macs else None
+    return {
+        "kernel": name.removesuffix("_compute_"),
+        "time": 0.0, "setup": 0.0, "loop": 0.0, "epilogue": 0.0,
+        "mac_range": (macs[0], last) if macs else None,
+        "mac_insns": len(macs),
+        "epilogue_insns": sum(1 for a, m in insns if last and a > last and m.startswith("v")),
+    }  # fmt: skip
+
+
 def profile(data: Path, library: Path) -> list[dict]:
     """Per kernel: its share of the samples, split into setup (padding copy), the
     multiply-accumulate loop and the epilogue, with instruction counts."""
@@ -129,18 +142,13 @@ def profile(data: Path, library: Path) -> list[dict]:
         name = names[bisect.bisect_right(starts, address) - 1]
         if not name.endswith("_compute_"):
             continue
-        insns = code.get(name, [])
-        macs = [a for a, m in insns if m.startswith(MAC_MNEMONICS)]
-        row = rows.setdefault(
-            name,
-            {"kernel": name.removesuffix("_compute_"), "time": 0.0, "setup": 0.0, "loop": 0.0,
-             "epilogue": 0.0, "mac_insns": len(macs),
-             "epilogue_insns": sum(1 for a, m in insns if macs and a > macs[-1] and
-                                   m.startswith("v"))},
-        )  # fmt: skip
+        if name not in rows:
+            rows[name] = _kernel_row(name, code.get(name, []))
+        row = rows[name]
         row["time"] += pct
-        part = "loop" if not macs or macs[0] <= address <= macs[-1] else "setup"
-        if macs and address > macs[-1]:
+        macs = row["mac_range"]
+        part = "loop" if macs is None or macs[0] <= address <= macs[1] else "setup"
+        if macs is not None and address > macs[1]:
             part = "epilogue"
         row[part] += pct
     return sorted(rows.values(), key=lambda r: -r["time"])
