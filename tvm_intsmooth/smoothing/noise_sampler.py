@@ -267,10 +267,12 @@ def _emit_chunks(table, search, guide, out, row, counter_rest, round_keys, chunk
         T.buffer_store(pending, zero, [0])
         with T.serial(0, width) as i:
             T.buffer_store(pending, pending[0] | slow[i], [0])
+        # Unrolled: as a loop, LLVM vectorizes the full search into masked gathers that run for
+        # every lane of the chunk, 40% of the sampler's time for 0.3% of its values.
         with (
             T.If(pending[0] != zero),
             T.Then(),
-            T.serial(0, width) as i,
+            T.unroll(0, width) as i,
             T.If(slow[i] != zero),
             T.Then(),
         ):
