@@ -13,8 +13,10 @@ from tvm_intsmooth.schedule.database import register_intrinsics
 from tvm_intsmooth.schedule.requantize import (
     int32_constants,
     requantize_int32,
+    requantize_int32_shift,
     requantize_int32_split,
     requantized_sum,
+    shift_constants,
     split_constants,
 )
 
@@ -98,39 +100,81 @@ def test_split_form_equals_the_int64_chain(dtype):
     np.testing.assert_array_equal(_run(requantize_int32_split, x, consts, None, "int32"), want)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
+def test_shift_form_equals_the_int64_chain(dtype):
+    """A multiplier of 2^(S + L) with 0 <= R < 2^S (the coarser operand of a residual sum has
+    2^16) is a left shift by L, to the bit, per channel, for the largest L that fits."""
+    rng = np.random.default_rng(4)
+    channels = 16
+    x_max = max(-INFO[dtype][0], INFO[dtype][1])
+    left = rng.integers(0, 31 - x_max.bit_length(), channels, endpoint=True)
+    left[0] = 31 - x_max.bit_length()
+    s = rng.integers(1, 31, channels)
+    m = np.int64(1) << (s + left)
+    r = rng.integers(0, np.int64(1) << s)
+    r[0], r[1] = (1 << int(s[0])) - 1, 1 << int(s[1] - 1)  # the largest R, the usual one
+    consts = shift_constants(m, r, s, x_max)
+    assert consts is not None
+    np.testing.assert_array_equal(consts["shift_left"], left)
+    x = _inputs(dtype, rng)
+    x = x[: x.size // channels * channels]
+    for clip, out in (((-128, 127), "int8"), (None, "int32")):
+        want = _reference(x.reshape(-1, channels), m, r, s, clip).reshape(-1)
+        np.testing.assert_array_equal(_run(requantize_int32_shift, x, consts, clip, out), want)
+
+
+def test_shift_constants_refuse_what_is_not_a_shift():
+    one = [np.array([v]) for v in (2**20, 2**13, 14)]  # M = 2^(14 + 6), R = 2^13
+    assert shift_constants(*one, 128)["shift_left"][0] == 6
+    assert shift_constants(np.array([3 * 2**19]), *one[1:], 128) is None  # not a power of 2
+    assert shift_constants(one[0], np.array([2**14]), one[2], 128) is None  # R >= 2^S
+    assert shift_constants(np.array([2**13]), *one[1:], 128) is None  # M < 2^S: L < 0
+    assert shift_constants(np.array([0]), np.array([0]), one[2], 128) is None  # M = 0
+    assert shift_constants(np.array([2**38]), *one[1:], 128) is None  # 128 << 24: beyond int32
+    assert shift_constants(np.array([2**37]), *one[1:], 128) is not None  # 128 << 23 fits
+
+
+@pytest.mark.parametrize("coarse", [0, 1])
 @pytest.mark.parametrize("subtract", [False, True])
-def test_requantized_sum_equals_the_int64_chains_summed(subtract):
+def test_requantized_sum_equals_the_int64_chains_summed(subtract, coarse):
     """The residual sum as one kernel: each operand's int64 chain, cast to int32, then added (or
-    subtracted) in int32, as the graph does it; an int8 and a uint8 operand at their extremes."""
+    subtracted) in int32, as the graph does it; an int8 and a uint8 operand at their extremes,
+    ``coarse`` the one whose ratio is exactly 2^16 (shifted), the other's below (split)."""
     rng = np.random.default_rng(5)
     channels, count = 16, 4096
     a, b = _inputs("int8", rng, count)[:count], _inputs("uint8", rng, count)[:count]
     chains = []
-    for low in (2.0**8, 2.0**15):  # the coarser operand's ratio is 2^16, the other's below
-        m, r, s = _constants(rng, np.exp(rng.uniform(np.log(low), np.log(2.0**16), channels)))
-        chains.append(((m, r, s), split_constants(m, r, s, 255)))
+    for i in (0, 1):
+        reals = np.exp(rng.uniform(np.log(2.0**8), np.log(2.0**16), channels))
+        chains.append(_constants(rng, np.full(channels, 2.0**16) if i == coarse else reals))
     terms = [
         _reference(x.reshape(-1, channels), *chain, None).astype(np.int32)
-        for x, (chain, _) in zip((a, b), chains, strict=True)
+        for x, chain in zip((a, b), chains, strict=True)
     ]
     want = (terms[0] - terms[1] if subtract else terms[0] + terms[1]).reshape(-1)
+    shift = shift_constants(*chains[coarse], 255)
+    split = split_constants(*chains[1 - coarse], 255)
+    assert shift is not None and split is not None
+    values = [np.full(1, coarse, np.int32), shift["shift_left"], *split.values()]
     at = te.placeholder((count // channels, channels), "int8", name="a")
     bt = te.placeholder((count // channels, channels), "uint8", name="b")
-    consts = [
-        te.placeholder((channels,), "int32", name=f"{k}{i}")
-        for i, (_, c) in enumerate(chains)
-        for k in c
-    ]
+    consts = [te.placeholder(v.shape, "int32", name=f"c{i}") for i, v in enumerate(values)]
     out = requantized_sum(at, bt, *consts, subtract=subtract)
     lib = tvm.compile(te.create_prim_func([at, bt, *consts, out]), target="llvm")
     result = tvm.runtime.tensor(np.zeros((count // channels, channels), np.int32))
-    values = [v for _, c in chains for v in c.values()]
     lib(
         *(tvm.runtime.tensor(v) for v in (a.reshape(-1, channels), b.reshape(-1, channels))),
         *(tvm.runtime.tensor(v) for v in values),
         result,
     )
     np.testing.assert_array_equal(result.numpy().reshape(-1), want)
+
+
+def test_requantized_sum_refuses_other_constant_counts():
+    x = te.placeholder((4, 16), "int8", name="x")
+    consts = [te.placeholder((16,), "int32", name=f"c{i}") for i in range(5)]
+    with pytest.raises(ValueError, match="4 split-form tensors, got 3"):
+        requantized_sum(x, x, *consts)
 
 
 def test_convolutions_pass_8_bit_activations_to_each_other():
@@ -163,6 +207,26 @@ def test_convolutions_pass_8_bit_activations_to_each_other():
     assert sums == 2  # the identity and the projection shortcut's sums
     assert len(passed) >= 5
     assert [p for p in passed if p[2] not in ("int8", "uint8")] == []
+
+
+def test_the_coarser_operand_of_a_residual_sum_is_a_shift():
+    """The quantizer forms a residual sum 2^16 times finer than its coarser operand, whose
+    rescaling is then a left shift: the sum kernel takes the flag that says which operand that
+    is, its shift, and four constants (the split form) for the other, not eight."""
+    from onnx_models import TEST_MODELS
+
+    import tvm_intsmooth as tis
+    from tvm_intsmooth.pipeline.phases import build_phases
+    from tvm_intsmooth.schedule.targets import resolve_target
+
+    images = np.random.default_rng(0).integers(0, 256, (32, 3, 10, 10), dtype=np.uint8)
+    smoothed = tis.smooth(TEST_MODELS["residual"](), images, 2.0, batch=4)
+    target = resolve_target("x86-vnni").tvm_target
+    with target:
+        mod = build_phases(target)[0].passes(smoothed.mod)
+    sums = [f for gv, f in mod.functions_items() if gv.name_hint.startswith("requantized_sum")]
+    assert len(sums) == 2
+    assert [len(f.params) for f in sums] == [2 + 6 + 1] * 2  # operands, constants, output
 
 
 def test_constants_refuse_what_int32_cannot_hold():

@@ -15,7 +15,9 @@ a right shift ``S`` (:mod:`tvm_intsmooth.quantize.fixed_point`) in int64:
 
 :func:`int32_constants` checks these conditions element by element (a multiplier of 0, the
 padded lanes of the blocked layout, needs ``R >> S == 0``) and gives the int32 constants;
-:func:`requantize_int32` is the compute.
+:func:`requantize_int32` is the compute. Small inputs have two cheaper forms:
+:func:`split_constants` (two 32-bit multiplies) and :func:`shift_constants` (one left shift,
+where ``M`` is a power of two times ``2^S``, as for the finer operand of a residual sum).
 """
 
 from __future__ import annotations
@@ -55,6 +57,25 @@ def split_constants(
         "rounding": r.astype(np.int32),
         "shift": s.astype(np.int32),
     }
+
+
+def shift_constants(
+    mult: np.ndarray, rounding: np.ndarray, shift: np.ndarray, x_max_abs: int
+) -> dict[str, np.ndarray] | None:
+    """Where every ``M`` is ``2^(S + L)`` and ``0 <= R < 2^S``, ``(x M + R) >> S = x 2^L``
+    exactly (``x 2^(S+L)`` is a multiple of ``2^S``, ``R`` adds less than ``2^S``): the int32
+    constant ``shift_left`` (``L``), or None where some element is not of that form or
+    ``x_max_abs 2^L`` does not fit int32. A shift instead of the split form's two multiplies:
+    on x86 the multiplies share two ports that the epilogue's high products also need."""
+    m, r, s = _as_arrays(mult, rounding, shift)
+    if np.any(m <= 0) or np.any(s < 0) or np.any(s > 62) or np.any(r < 0):
+        return None
+    if np.any(m & (m - 1)) or np.any(r >> s):  # not a power of two, or R >= 2^S
+        return None
+    left = np.log2(m).astype(np.int64) - s  # exact: m is a power of two
+    if np.any(left < 0) or np.any(int(x_max_abs) << np.maximum(left, 0) > INT32_MAX):
+        return None
+    return {"shift_left": left.astype(np.int32)}
 
 
 def int32_constants(
@@ -135,12 +156,17 @@ def requantize_int32(
     return te.compute(x.shape, value, name="requantize_int32")
 
 
-def _split_value(x: te.Tensor, constants: tuple[te.Tensor, ...], index: tuple) -> tirx.PrimExpr:
-    """``(x * M + R) >> S`` at ``index`` in int32, from the :func:`split_constants` tensors
-    ``(mult_high, mult_low, rounding, shift)``: ``x * M_h + ((x * M_l + R) >> S)``."""
+def _split(v: tirx.PrimExpr, constants: tuple[te.Tensor, ...], index: tuple) -> tirx.PrimExpr:
+    """``(v * M + R) >> S`` in int32 from the :func:`split_constants` tensors ``(mult_high,
+    mult_low, rounding, shift)`` read at ``index``: ``v * M_h + ((v * M_l + R) >> S)``."""
     mult_high, mult_low, rounding, shift = (_broadcast(c, index) for c in constants)
-    v = x(*index).astype("int32")
     return v * mult_high + ((v * mult_low + rounding) >> shift)
+
+
+def _clamped(y: tirx.PrimExpr, clip: tuple[int, int] | None, out_dtype: str) -> tirx.PrimExpr:
+    if clip is not None:
+        y = tirx.max(tirx.min(y, tirx.const(clip[1], "int32")), tirx.const(clip[0], "int32"))
+    return y.astype(out_dtype)
 
 
 def requantize_int32_split(
@@ -154,33 +180,59 @@ def requantize_int32_split(
 ) -> te.Tensor:
     """``clip((x * M + R) >> S)`` as ``out_dtype`` for small ``x``, in int32
     (:func:`split_constants`): ``x * M_h + ((x * M_l + R) >> S)``."""
-    i32 = "int32"
 
     def value(*index):
-        y = _split_value(x, (mult_high, mult_low, rounding, shift), index)
-        if clip is not None:
-            y = tirx.max(tirx.min(y, tirx.const(clip[1], i32)), tirx.const(clip[0], i32))
-        return y.astype(out_dtype)
+        y = _split(x(*index).astype("int32"), (mult_high, mult_low, rounding, shift), index)
+        return _clamped(y, clip, out_dtype)
 
     return te.compute(x.shape, value, name="requantize_int32")
+
+
+def requantize_int32_shift(
+    x: te.Tensor, shift_left: te.Tensor, clip: tuple[int, int] | None, out_dtype: str
+) -> te.Tensor:
+    """``clip((x * M + R) >> S)`` as ``out_dtype`` for small ``x`` where :func:`shift_constants`
+    applies: ``x << L`` in int32."""
+    return te.compute(
+        x.shape,
+        lambda *index: _clamped(
+            x(*index).astype("int32") << _broadcast(shift_left, index), clip, out_dtype
+        ),
+        name="requantize_int32",
+    )
 
 
 SUM_BLOCK = "requantized_sum"
 
 
 def requantized_sum(
-    a: te.Tensor, b: te.Tensor, *constants: te.Tensor, subtract: bool = False
+    a: te.Tensor,
+    b: te.Tensor,
+    coarse_is_b: te.Tensor,
+    shift_left: te.Tensor,
+    *split: te.Tensor,
+    subtract: bool = False,
 ) -> te.Tensor:
-    """``split(a) + split(b)`` (``-`` with ``subtract``) in int32: the residual sum of two small
-    operands, each requantized to the sum's scale by :func:`requantize_int32_split`'s form
-    (``constants``: ``a``'s four :func:`split_constants` tensors, then ``b``'s). One kernel for
-    both operands and the sum, so that a fused convolution that produces ``a`` or ``b`` writes
-    the small operand, not its int32 rescaling."""
-    if len(constants) != 8:
-        raise ValueError(f"requantized_sum takes 8 constant tensors, got {len(constants)}")
+    """``a' + b'`` (``a' - b'`` with ``subtract``) in int32: the residual sum of two small
+    operands, each requantized to the sum's int32 scale. The quantizer forms the sum ``2^16``
+    times finer than its coarser operand, whose rescaling is then a shift
+    (:func:`shift_constants`: ``shift_left``); the other's is the split form (``split``:
+    :func:`split_constants`' four tensors). ``coarse_is_b`` (1 where ``b`` is the coarser operand,
+    0 where ``a`` is) picks them at run time, so the kernel is the same whichever operand the
+    calibration made the coarser (a tuned database serves the architecture).
+
+    One kernel for both operands and the sum, so that a fused convolution that produces ``a`` or
+    ``b`` writes the small operand, not its int32 rescaling."""
+    if len(split) != 4:
+        raise ValueError(f"requantized_sum takes 4 split-form tensors, got {len(split)}")
 
     def value(*index):
-        left, right = _split_value(a, constants[:4], index), _split_value(b, constants[4:], index)
-        return left - right if subtract else left + right
+        flag = _broadcast(coarse_is_b, index) != tirx.const(0, "int32")
+        wide_a, wide_b = a(*index).astype("int32"), b(*index).astype("int32")
+        coarse = tirx.Select(flag, wide_b, wide_a) << _broadcast(shift_left, index)
+        fine = _split(tirx.Select(flag, wide_a, wide_b), split, index)
+        if not subtract:
+            return coarse + fine
+        return tirx.Select(flag, fine - coarse, coarse - fine)
 
     return te.compute(a.shape, value, name=SUM_BLOCK)

@@ -9,18 +9,23 @@ This pass replaces every such chain whose constants allow it by one elementwise 
 arithmetic (:func:`tvm_intsmooth.schedule.requantize.requantize_int32`: a 32 x 32 -> 64 bit
 high product, an add and a shift), which gives the same ``y`` for every input the chain's input
 dtype can hold (the proof is in that module; :func:`int32_constants` checks its conditions
-element by element). A chain that does not qualify (a multiplier of 1/4 or more on an int32
-accumulator, say) is left in int64. After FuseOps the kernel is the convolutions' epilogue: half
-the vector width of int64, and no 64-bit multiplies.
+element by element). 8- and 16-bit inputs take a cheaper form where it is exact: a left shift
+(a multiplier of a power of two, as the finer operand of a residual sum has) or two 32-bit
+multiplies (the split form). A chain that does not qualify (a multiplier of 1/4 or more on an
+int32 accumulator, say) is left in int64. After FuseOps the kernel is the convolutions'
+epilogue: half the vector width of int64, and no 64-bit multiplies.
 
-A residual sum, ``add(chain_a, chain_b)`` (or ``subtract``) of two split-form chains to int32 that
-nothing else uses, becomes one kernel (:func:`~tvm_intsmooth.schedule.requantize.requantized_sum`),
-the same int32 values: FuseOps then cannot fuse an operand's rescaling into the convolution that
-produced the operand, so that convolution writes the 8-bit operand and the consumer rescales it
-(a projection shortcut's output otherwise goes through memory as int32, four times the bytes).
+A residual sum, ``add(chain_a, chain_b)`` (or ``subtract``) of two small-form chains to int32 that
+nothing else uses, one of them a shift (the quantizer forms the sum 2^16 times finer than its
+coarser operand), becomes one kernel
+(:func:`~tvm_intsmooth.schedule.requantize.requantized_sum`), the same int32 values: FuseOps then
+cannot fuse an operand's rescaling into the convolution that produced the operand, so that
+convolution writes the 8-bit operand and the consumer rescales it (a projection shortcut's
+output otherwise goes through memory as int32, four times the bytes).
 
 The multipliers and shifts stay tensors (per channel, or one element), never immediates, so a
-model calibrated on other data has the same PrimFuncs.
+model calibrated on other data has the same PrimFuncs; so does which operand of a residual sum
+is the coarser (a flag tensor the kernel selects by).
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from tvm import relax
 from tvm_intsmooth.schedule.requantize import (
     int32_constants,
     requantize_int32,
+    requantize_int32_shift,
     requantize_int32_split,
     requantized_sum,
+    shift_constants,
     split_constants,
 )
 
@@ -62,10 +69,32 @@ SMALL_INPUT = 2**15  # inputs of at most 16 bits try the split form first
 @dataclass(frozen=True)
 class _Chain:
     x: relax.Expr
-    form: str  # "split" (small inputs) or "high" (the high product)
+    form: str  # "shift" or "split" (small inputs), or "high" (the high product)
     constants: dict[str, np.ndarray]
     clip: tuple[int, int] | None
     out_dtype: str
+    split: dict[str, np.ndarray] | None = None  # its split-form constants, where it has them
+
+
+@dataclass(frozen=True)
+class _Sum:
+    """A residual sum of two small-form chains: the coarser operand (``coarse_is_b``) shifts."""
+
+    a: _Chain
+    b: _Chain
+    subtract: bool
+    coarse_is_b: bool
+    shift_left: np.ndarray
+    split: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, a: _Chain, b: _Chain, subtract: bool) -> _Sum | None:
+        """The sum, where one operand has the shift form and the other a split form."""
+        coarse_is_b = b.form == "shift"
+        coarse, fine = (b, a) if coarse_is_b else (a, b)
+        if coarse.form != "shift" or fine.split is None:
+            return None
+        return cls(a, b, subtract, coarse_is_b, coarse.constants["shift_left"], fine.split)
 
 
 def _dtype_max_abs(dtype: str) -> int | None:
@@ -127,18 +156,15 @@ class _Finder:
             return None
         if clip is None and str(call.attrs.dtype) != "int32":
             return None  # a narrowing cast without a clamp wraps: keep the int64 form
-        form, constants = "split", None
-        if x_max <= SMALL_INPUT:  # 8- and 16-bit inputs: the split form (no high product)
-            constants = split_constants(*consts, x_max)
-        if constants is None:
-            form, constants = "high", int32_constants(*consts, x_max)
+        form, constants = _form(consts, x_max)
         if constants is None:
             return None
-        return final, _Chain(x, form, constants, clip, str(call.attrs.dtype))
+        split = split_constants(*consts, x_max) if x_max <= SMALL_INPUT else None
+        return final, _Chain(x, form, constants, clip, str(call.attrs.dtype), split)
 
-    def sums(self, chains: dict[relax.Var, _Chain]) -> dict[relax.Var, tuple[_Chain, _Chain, bool]]:
-        """The adds and subtracts of two split-form int32 chains that nothing else uses (a
-        residual sum): add var -> (left chain, right chain, subtract)."""
+    def sums(self, chains: dict[relax.Var, _Chain]) -> dict[relax.Var, _Sum]:
+        """The adds and subtracts of two small-form int32 chains that nothing else uses, one of
+        them a shift (a residual sum): add var -> the sum."""
         out = {}
         for var, value in self.values.items():
             op = getattr(value, "op", None) if isinstance(value, relax.Call) else None
@@ -150,7 +176,9 @@ class _Finder:
                 and all(self.uses.get(a) == 1 for a in value.args)
                 and _static_shape(pair[0].x) == _static_shape(pair[1].x) is not None
             ):
-                out[var] = (pair[0], pair[1], _SUMS[op.name])
+                total = _Sum.of(pair[0], pair[1], _SUMS[op.name])
+                if total is not None:
+                    out[var] = total
         return out
 
     def _int64_steps(self, var) -> tuple[list[np.ndarray], relax.Var | None]:
@@ -178,10 +206,28 @@ class _Finder:
         return (lo, hi), following
 
 
+def _form(consts: list[np.ndarray], x_max: int) -> tuple[str, dict[str, np.ndarray] | None]:
+    """The cheapest int32 form the chain's constants allow: 8- and 16-bit inputs a shift or the
+    split form (no high product), else the high product (constants None: none fits)."""
+    if x_max <= SMALL_INPUT:
+        for form, find in (("shift", shift_constants), ("split", split_constants)):
+            constants = find(*consts, x_max)
+            if constants is not None:
+                return form, constants
+    return "high", int32_constants(*consts, x_max)
+
+
+_COMPUTES = {
+    "shift": requantize_int32_shift,
+    "split": requantize_int32_split,
+    "high": requantize_int32,
+}
+
+
 def _summable(chain: _Chain | None) -> bool:
     return (
         chain is not None
-        and chain.form == "split"
+        and chain.form in ("shift", "split")
         and chain.clip is None
         and chain.out_dtype == "int32"
     )
@@ -196,7 +242,9 @@ def _static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, chains: dict[relax.Var, _Chain], sums: dict):
+    def __init__(
+        self, mod: tvm.IRModule, chains: dict[relax.Var, _Chain], sums: dict[relax.Var, _Sum]
+    ):
         super().__init__(mod)
         self.chains = chains
         self.sums = sums
@@ -204,12 +252,12 @@ class _Rewriter(relax.PyExprMutator):
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         chain = self.chains.get(binding.var)
         if binding.var in self.sums:
-            self._emit_sum(binding.var, *self.sums[binding.var])
+            self._emit_sum(binding.var, self.sums[binding.var])
             return
         if chain is None:
             super().visit_var_binding_(binding)
             return
-        compute = requantize_int32 if chain.form == "high" else requantize_int32_split
+        compute = _COMPUTES[chain.form]
         args = [relax.const(v, "int32") for v in chain.constants.values()]
         if chain.form == "high" and str(chain.x.ty.dtype) == "int32":
             args[0] = None  # an int32 input is never pre-shifted (int32_constants)
@@ -223,14 +271,15 @@ class _Rewriter(relax.PyExprMutator):
         )
         self.set_var_remap(binding.var, self.builder_.emit(call, name_hint=binding.var.name))
 
-    def _emit_sum(self, var: relax.Var, left: _Chain, right: _Chain, subtract: bool) -> None:
-        constants = [relax.const(v, "int32") for c in (left, right) for v in c.constants.values()]
+    def _emit_sum(self, var: relax.Var, total: _Sum) -> None:
+        flag = np.full(total.shift_left.shape, int(total.coarse_is_b), np.int32)
+        constants = [flag, total.shift_left, *total.split.values()]
         call = self.builder_.call_te(
             requantized_sum,
-            self.visit_expr(left.x),
-            self.visit_expr(right.x),
-            *constants,
-            subtract=subtract,
+            self.visit_expr(total.a.x),
+            self.visit_expr(total.b.x),
+            *(relax.const(v, "int32") for v in constants),
+            subtract=total.subtract,
             primfunc_name_hint="requantized_sum",
         )
         self.set_var_remap(var, self.builder_.emit(call, name_hint=var.name))
@@ -243,7 +292,7 @@ class RequantizeInt32:
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         chains: dict[relax.Var, _Chain] = {}
-        sums: dict[relax.Var, tuple[_Chain, _Chain, bool]] = {}
+        sums: dict[relax.Var, _Sum] = {}
         for func in mod.functions.values():
             if isinstance(func, relax.Function) and isinstance(func.body, relax.SeqExpr):
                 for block in func.body.blocks:
