@@ -188,20 +188,6 @@ def requantize_int32_split(
     return te.compute(x.shape, value, name="requantize_int32")
 
 
-def requantize_int32_shift(
-    x: te.Tensor, shift_left: te.Tensor, clip: tuple[int, int] | None, out_dtype: str
-) -> te.Tensor:
-    """``clip((x * M + R) >> S)`` as ``out_dtype`` for small ``x`` where :func:`shift_constants`
-    applies: ``x << L`` in int32."""
-    return te.compute(
-        x.shape,
-        lambda *index: _clamped(
-            x(*index).astype("int32") << _broadcast(shift_left, index), clip, out_dtype
-        ),
-        name="requantize_int32",
-    )
-
-
 SUM_BLOCK = "requantized_sum"
 
 

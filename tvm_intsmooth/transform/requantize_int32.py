@@ -9,13 +9,13 @@ This pass replaces every such chain whose constants allow it by one elementwise 
 arithmetic (:func:`tvm_intsmooth.schedule.requantize.requantize_int32`: a 32 x 32 -> 64 bit
 high product, an add and a shift), which gives the same ``y`` for every input the chain's input
 dtype can hold (the proof is in that module; :func:`int32_constants` checks its conditions
-element by element). 8- and 16-bit inputs take a cheaper form where it is exact: a left shift
-(a multiplier of a power of two, as the finer operand of a residual sum has) or two 32-bit
-multiplies (the split form). A chain that does not qualify (a multiplier of 1/4 or more on an
+element by element). 8- and 16-bit inputs take a cheaper form where it is exact: two 32-bit
+multiplies (the split form), or in a residual sum a left shift (the coarser operand's multiplier
+is a power of two). A chain that does not qualify (a multiplier of 1/4 or more on an
 int32 accumulator, say) is left in int64. After FuseOps the kernel is the convolutions'
 epilogue: half the vector width of int64, and no 64-bit multiplies.
 
-A residual sum, ``add(chain_a, chain_b)`` (or ``subtract``) of two small-form chains to int32 that
+A residual sum, ``add(chain_a, chain_b)`` (or ``subtract``) of two split-form chains to int32 that
 nothing else uses, one of them a shift (the quantizer forms the sum 2^16 times finer than its
 coarser operand), becomes one kernel
 (:func:`~tvm_intsmooth.schedule.requantize.requantized_sum`), the same int32 values: FuseOps then
@@ -39,7 +39,6 @@ from tvm import relax
 from tvm_intsmooth.schedule.requantize import (
     int32_constants,
     requantize_int32,
-    requantize_int32_shift,
     requantize_int32_split,
     requantized_sum,
     shift_constants,
@@ -69,11 +68,11 @@ SMALL_INPUT = 2**15  # inputs of at most 16 bits try the split form first
 @dataclass(frozen=True)
 class _Chain:
     x: relax.Expr
-    form: str  # "shift" or "split" (small inputs), or "high" (the high product)
+    form: str  # "split" (small inputs) or "high" (the high product)
     constants: dict[str, np.ndarray]
     clip: tuple[int, int] | None
     out_dtype: str
-    split: dict[str, np.ndarray] | None = None  # its split-form constants, where it has them
+    shift: dict[str, np.ndarray] | None = None  # its shift form, where it has one
 
 
 @dataclass(frozen=True)
@@ -89,12 +88,12 @@ class _Sum:
 
     @classmethod
     def of(cls, a: _Chain, b: _Chain, subtract: bool) -> _Sum | None:
-        """The sum, where one operand has the shift form and the other a split form."""
-        coarse_is_b = b.form == "shift"
+        """The sum, where one operand has a shift form (``b`` where both do)."""
+        coarse_is_b = b.shift is not None
         coarse, fine = (b, a) if coarse_is_b else (a, b)
-        if coarse.form != "shift" or fine.split is None:
+        if coarse.shift is None:
             return None
-        return cls(a, b, subtract, coarse_is_b, coarse.constants["shift_left"], fine.split)
+        return cls(a, b, subtract, coarse_is_b, coarse.shift["shift_left"], fine.constants)
 
 
 def _dtype_max_abs(dtype: str) -> int | None:
@@ -159,11 +158,11 @@ class _Finder:
         form, constants = _form(consts, x_max)
         if constants is None:
             return None
-        split = split_constants(*consts, x_max) if x_max <= SMALL_INPUT else None
-        return final, _Chain(x, form, constants, clip, str(call.attrs.dtype), split)
+        shift = shift_constants(*consts, x_max) if form == "split" else None
+        return final, _Chain(x, form, constants, clip, str(call.attrs.dtype), shift)
 
     def sums(self, chains: dict[relax.Var, _Chain]) -> dict[relax.Var, _Sum]:
-        """The adds and subtracts of two small-form int32 chains that nothing else uses, one of
+        """The adds and subtracts of two split-form int32 chains that nothing else uses, one of
         them a shift (a residual sum): add var -> the sum."""
         out = {}
         for var, value in self.values.items():
@@ -207,27 +206,24 @@ class _Finder:
 
 
 def _form(consts: list[np.ndarray], x_max: int) -> tuple[str, dict[str, np.ndarray] | None]:
-    """The cheapest int32 form the chain's constants allow: 8- and 16-bit inputs a shift or the
-    split form (no high product), else the high product (constants None: none fits)."""
+    """The cheapest int32 form the chain's constants allow: 8- and 16-bit inputs the split form
+    (no high product), else the high product (constants None: none fits).
+
+    A chain on its own never takes the shift form, though it may have one (:attr:`_Chain.shift`):
+    which chains do depends on the calibration (which operand of a concatenation has the largest
+    scale, say), and the kernels, hence a tuned database's key, must not. A residual sum takes
+    it for its coarser operand through a flag (:class:`_Sum`)."""
     if x_max <= SMALL_INPUT:
-        for form, find in (("shift", shift_constants), ("split", split_constants)):
-            constants = find(*consts, x_max)
-            if constants is not None:
-                return form, constants
+        constants = split_constants(*consts, x_max)
+        if constants is not None:
+            return "split", constants
     return "high", int32_constants(*consts, x_max)
-
-
-_COMPUTES = {
-    "shift": requantize_int32_shift,
-    "split": requantize_int32_split,
-    "high": requantize_int32,
-}
 
 
 def _summable(chain: _Chain | None) -> bool:
     return (
         chain is not None
-        and chain.form in ("shift", "split")
+        and chain.form == "split"
         and chain.clip is None
         and chain.out_dtype == "int32"
     )
@@ -257,7 +253,7 @@ class _Rewriter(relax.PyExprMutator):
         if chain is None:
             super().visit_var_binding_(binding)
             return
-        compute = _COMPUTES[chain.form]
+        compute = requantize_int32 if chain.form == "high" else requantize_int32_split
         args = [relax.const(v, "int32") for v in chain.constants.values()]
         if chain.form == "high" and str(chain.x.ty.dtype) == "int32":
             args[0] = None  # an int32 input is never pre-shifted (int32_constants)
