@@ -295,9 +295,13 @@ class RequantizeInt32:
                     if isinstance(block, relax.DataflowBlock):
                         finder = _Finder(block)
                         found = finder.chains()
-                        sums.update(finder.sums(found))
+                        summed = finder.sums(found)
+                        for var in summed:  # its operands' chains: the sum kernel does them
+                            for operand in finder.values[var].args:
+                                found.pop(operand, None)
+                        sums.update(summed)
                         chains.update(found)
-        if not chains:
+        if not chains and not sums:
             return mod
         rewriter = _Rewriter(mod, chains, sums)
         for gv, func in mod.functions_items():
