@@ -111,6 +111,12 @@ def _broadcast(tensor: te.Tensor, index: tuple) -> tirx.PrimExpr:
     return tensor[tuple(0 if int(d) == 1 else i for d, i in zip(dims, tail, strict=True))]
 
 
+def _clamped(y: tirx.PrimExpr, clip: tuple[int, int] | None, out_dtype: str) -> tirx.PrimExpr:
+    if clip is not None:
+        y = tirx.max(tirx.min(y, tirx.const(clip[1], "int32")), tirx.const(clip[0], "int32"))
+    return y.astype(out_dtype)
+
+
 INPUT_BLOCK = "requantize_input"  # x (pre-shifted), the high product's operand
 HIGH_BLOCK = "requantize_high"  # the high word of x * M: one block, so a schedule can give it
 # the target's fast form (tensorize_blocked_conv)
@@ -149,9 +155,7 @@ def requantize_int32(
 
     def value(*index):
         y = (high(*index) + _broadcast(rounding, index)) >> _broadcast(shift_right, index)
-        if clip is not None:
-            y = tirx.max(tirx.min(y, tirx.const(clip[1], i32)), tirx.const(clip[0], i32))
-        return y.astype(out_dtype)
+        return _clamped(y, clip, out_dtype)
 
     return te.compute(x.shape, value, name="requantize_int32")
 
@@ -161,12 +165,6 @@ def _split(v: tirx.PrimExpr, constants: tuple[te.Tensor, ...], index: tuple) -> 
     mult_low, rounding, shift)`` read at ``index``: ``v * M_h + ((v * M_l + R) >> S)``."""
     mult_high, mult_low, rounding, shift = (_broadcast(c, index) for c in constants)
     return v * mult_high + ((v * mult_low + rounding) >> shift)
-
-
-def _clamped(y: tirx.PrimExpr, clip: tuple[int, int] | None, out_dtype: str) -> tirx.PrimExpr:
-    if clip is not None:
-        y = tirx.max(tirx.min(y, tirx.const(clip[1], "int32")), tirx.const(clip[0], "int32"))
-    return y.astype(out_dtype)
 
 
 def requantize_int32_split(

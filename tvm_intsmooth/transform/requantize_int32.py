@@ -77,7 +77,7 @@ class _Chain:
 
 @dataclass(frozen=True)
 class _Sum:
-    """A residual sum of two small-form chains: the coarser operand (``coarse_is_b``) shifts."""
+    """A residual sum of two split-form chains: the coarser operand (``coarse_is_b``) shifts."""
 
     a: _Chain
     b: _Chain
