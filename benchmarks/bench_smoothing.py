@@ -23,7 +23,8 @@ All run in one process with the same batch size; by default no thread variable i
 each runtime runs with the threads a user gets (TVM: one per physical core, set by
 tvm_intsmooth; ONNX Runtime and PyTorch: their defaults); ``--threads N`` sets them all.
 Repeats are interleaved (one run of every method per round) so that a change in machine load
-hits all of them alike; the figure is the median over rounds after warm-up rounds. Beside
+hits all of them alike; each timed run follows a pause (``--settle``) and one untimed batch of
+its method; the figure is the median over rounds after warm-up rounds. Beside
 samples/s the table gives each method's CPU time / wall time (the whole process's CPU time over
 the run: a runtime whose threads keep spinning after its run takes CPU from the next one, which
 shows here), the share of the machine's exact int8 multiply-accumulate peak
@@ -81,7 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds of sleep before each timed run (default 0.5): ONNX Runtime's, OpenMP's "
         "and TVM's workers spin for a while after a run and, on few cores, take CPU from the "
         "next method (with 0, TVM's CNN run right after ONNX Runtime's ran at a third of its "
-        "speed alone)",
+        "speed alone). After the pause each method runs one untimed batch first: the first "
+        "call after an idle pause is slower (the ResNet-20's took 5.9-9.0 ms against 5.5-5.6 "
+        "steady), a fixed cost that weighs most on the fastest method's short run",
     )
     p.add_argument("--sigma", type=float, default=0.25, help="noise level (default 0.25)")
     p.add_argument("--calibration", type=int, default=32, help="calibration images (default 32)")
@@ -274,12 +277,15 @@ def torch_runner(image: np.ndarray, args, architecture: str) -> Runner:
 
 def measure(runners: dict[str, Runner], args) -> tuple[dict, dict]:
     """Seconds per run of ``args.n`` samples and the CPU time / wall time of each run, rounds
-    interleaved over the methods."""
+    interleaved over the methods. Each timed run follows the settling pause and then one
+    untimed batch of the same method (see ``--settle``)."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     cpu: dict[str, list[float]] = {name: [] for name in runners}
     for round_index in range(args.warmup + args.repeats):
         for name, run in runners.items():
             time.sleep(args.settle)  # the previous runtime's spinning workers go idle first
+            if args.settle:
+                run(args.batch, round_index)  # this runtime's start after the pause, untimed
             with CpuWall() as timer:
                 counts = run(args.n, round_index)
             if int(np.sum(counts)) != args.n:
