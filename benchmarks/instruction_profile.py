@@ -1,9 +1,10 @@
 """Where each kernel's time goes inside it: its multiply-accumulate loop, its padding copy, or
 its epilogue (the requantization, residual sums, clamps), sampled with Linux ``perf``.
 
-Builds the smoothed classifier with the shipped database (as ``kernel_profile.py`` does),
-exports it as a shared library, calls it in a loop under ``perf record`` and maps every sample
-in the library to its kernel (``nm``) and instruction (``objdump``). A kernel's address range
+Builds the smoothed classifier with the shipped database, every kernel a function of its own
+(as ``kernel_profile.py`` does), exports it as a shared library, calls it in a loop under
+``perf record`` and maps every sample in the library to its kernel (``nm``) and instruction
+(``objdump``). A kernel's address range
 from its first to its last multiply-accumulate instruction (``vpdpbusd``, ``vpdpwssd``,
 ``vpmaddwd``, ``vpmaddubsw``, ``sdot``, ``smlal``...) is its inner loop; samples before it are
 the padded-image copy and the setup, samples after it the epilogue. Next to each kernel: its
@@ -55,7 +56,10 @@ def build_library(model_arg: str | None, batch: int, out: Path) -> list:
     with np.load(IMAGES[onnx_input_shape(model)]) as data:
         images = data["x"]
     smoothed = smooth(model, images[:64], 0.25, batch=batch)
-    executable = build(smoothed.mod, "host", require_integer_only=True, schedules="auto")
+    # Each kernel a function of its own, so that perf's samples map to kernels.
+    executable = build(
+        smoothed.mod, "host", require_integer_only=True, schedules="auto", fuse_samples=False
+    )
     executable.export_library(str(out))
     words = [np.array([1, 2], np.int64), np.zeros(3, np.int64), np.array([batch], np.int64)]
     return [tvm.runtime.tensor(a) for a in (images[100:101], *words)]

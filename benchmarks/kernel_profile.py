@@ -5,7 +5,9 @@ Builds the smoothed classifier (noise + network + votes) with the matching tuned
 the same votes; times them interleaved; then times every kernel call of each (the Relax VM's
 instrument hook) and lists the largest with their share of the time, their share of the
 model's multiply-accumulates and their GMAC/s (against the int8 peak of ``peak.py``): the
-profile that says which kernels hold a build back.
+profile that says which kernels hold a build back. Both builds keep every kernel a call of its
+own (``fuse_samples=False``; what users run merges the per-sample kernels into one call, phase
+``sample_loops``, with the same kernels inside).
 
     python benchmarks/kernel_profile.py [--model M.onnx] [--batch 100] [--schedules DB]
 """
@@ -108,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, schedules in (("tuned", args.schedules), ("untuned", None)):
         lookup = ScheduleLookup(spec, schedules)
         start = time.perf_counter()
-        executable = build(smoothed.mod, spec, require_integer_only=True, schedules=lookup)
+        # Each kernel a call of its own, so that the VM's hook times them one by one.
+        executable = build(
+            smoothed.mod, spec, require_integer_only=True, schedules=lookup, fuse_samples=False
+        )
         print(f"{name}: built in {time.perf_counter() - start:.0f} s, {lookup.summary()}")
         vms[name] = relax.VirtualMachine(executable, tvm.cpu())
     votes = [vm["main"](*inputs).numpy() for vm in vms.values()]

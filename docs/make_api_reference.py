@@ -35,6 +35,7 @@ SECTIONS = [
             "ApplyTunedDatabase",
             "ScheduleBlockedKernels",
             "ParallelizeOuterLoops",
+            "FuseSampleLoops",
             "CheckIntegerOnly",
             "DumpIR",
         ],

@@ -131,6 +131,8 @@ def test_no_kernel_allocates_small_scratch_from_the_workspace(target):
         if isinstance(func, tirx.PrimFunc):
             found = re.findall(WORKSPACE_CALL, func.script())
             sizes[gv.name_hint] = [int(n) for name, n in found if not name.startswith("data_pad")]
-    assert any("noise" in name for name in sizes) and any("conv" in name for name in sizes)
+    # the convs are kernels of their own or inside a per-sample kernel (FuseSampleLoops)
+    convs = [name for name in sizes if "conv" in name or name.startswith("per_sample")]
+    assert any("noise" in name for name in sizes) and convs
     small = {name: [n for n in found if n < 1024] for name, found in sizes.items()}
     assert {name: found for name, found in small.items() if found} == {}

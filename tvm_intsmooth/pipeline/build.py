@@ -35,12 +35,13 @@ def relax_pipeline_for(
     pipeline: str | tvm.transform.Pass | Callable = "default",
     schedules: ScheduleLookup | None = None,
     dump_ir: str | os.PathLike | None = None,
+    fuse_samples: bool = True,
 ) -> tvm.transform.Pass | Callable:
     """The Relax pipeline that :func:`build` runs: on CPUs, ``"default"`` means the build phases
     of :mod:`tvm_intsmooth.pipeline.phases` with the tuned database that ``schedules`` finds;
     elsewhere, or for another name, that pipeline of TVM's; a pass is used as it is."""
     if isinstance(pipeline, str) and pipeline == "default" and spec.target.kind.name == "llvm":
-        return cpu_pipeline(spec.tvm_target, schedules, dump_ir=dump_ir)
+        return cpu_pipeline(spec.tvm_target, schedules, dump_ir=dump_ir, fuse_samples=fuse_samples)
     return relax.get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
 
 
@@ -57,6 +58,7 @@ def build(
     require_integer_only: bool = False,
     schedules: str | os.PathLike | TunedDatabase | ScheduleLookup | None = "auto",
     dump_ir: str | os.PathLike | None = None,
+    fuse_samples: bool = True,
 ) -> relax.VMExecutable:
     """Compile a Relax module with ``tvm.compile`` for a target.
 
@@ -75,6 +77,9 @@ def build(
             any), a database folder, a :class:`TunedDatabase`, a :class:`ScheduleLookup`
             (which then tells what was applied), or None (default schedules only).
         dump_ir: folder to write the IR after each build phase to (CPU targets).
+        fuse_samples: run each run of per-sample kernels as one kernel (phase
+            ``sample_loops``, CPU targets); False keeps every kernel a call of its own, for
+            per-kernel profiles. The results are the same to the bit.
 
     Returns:
         The relax VM executable; run it with ``relax.VirtualMachine(ex, tvm.cpu())`` on a
@@ -85,7 +90,7 @@ def build(
     spec = _target_spec(target, num_threads)
     errors: list[IntSmoothError] = []
     lookup = ScheduleLookup.of(spec, schedules)
-    pipeline = relax_pipeline_for(spec, relax_pipeline, lookup, dump_ir)
+    pipeline = relax_pipeline_for(spec, relax_pipeline, lookup, dump_ir, fuse_samples)
     if require_integer_only:
         pipeline = _checked(pipeline, errors)
     try:

@@ -25,6 +25,8 @@ blocked_layout      TVM's library dispatch, ConvertToBlockedInt8, NCHW16c int8 c
 legalize            TVM's CPU legalization and operator fusion fused PrimFuncs (tuning's tasks)
 tuned_schedules     ApplyTunedDatabase                         tuned PrimFuncs marked scheduled
 kernel_schedules    ScheduleBlockedKernels, ParallelizeOuterLoops every PrimFunc scheduled
+sample_loops        FuseSampleLoops                            runs of per-sample kernels as one
+                                                               kernel, one parallel sample loop
 lower               TVM's dataflow lowering and finalization   VM-ready Relax + TIR
 =================== ========================================== ===================================
 
@@ -58,6 +60,7 @@ from tvm_intsmooth.transform import (
     DumpIR,
     FoldBatchNorm,
     FoldPadding,
+    FuseSampleLoops,
     InjectIntegerNoise,
     ParallelizeOuterLoops,
     QuantizeToInteger,
@@ -79,6 +82,7 @@ PHASES = (
     "legalize",
     "tuned_schedules",
     "kernel_schedules",
+    "sample_loops",
     "lower",
 )
 BUILD_PHASES = PHASES[PHASES.index("blocked_layout") :]
@@ -142,12 +146,15 @@ def build_phases(
     target: tvm.target.Target,
     schedules: ScheduleLookup | None = None,
     blocked_layout: bool = True,
+    fuse_samples: bool = True,
 ) -> list[Phase]:
     """The Relax build phases of a CPU target: blocked int8 layout, TVM's legalization and
-    fusion, the tuned database that ``schedules`` finds, the fixed kernel schedules, lowering.
+    fusion, the tuned database that ``schedules`` finds, the fixed kernel schedules, the
+    per-sample loop fusion, lowering.
 
     Without ``blocked_layout`` the integer convolutions stay as TVM legalizes them (for
-    comparisons); the other phases are the same.
+    comparisons); without ``fuse_samples`` every kernel stays a call of its own (the per-kernel
+    profiles); the other phases are the same.
     """
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
@@ -164,6 +171,7 @@ def build_phases(
         Phase("legalize", _sequential(cpu.legalize_passes(target))),
         Phase("tuned_schedules", _sequential(tuned)),
         Phase("kernel_schedules", _sequential([*kernels, ParallelizeOuterLoops()])),
+        Phase("sample_loops", _sequential([FuseSampleLoops()] if fuse_samples else [])),
         Phase(
             "lower",
             _sequential([*cpu.dataflow_lower_passes(target), *cpu.finalize_passes(target)]),
@@ -211,9 +219,11 @@ def cpu_pipeline(
     schedules: ScheduleLookup | None = None,
     blocked_layout: bool = True,
     dump_ir: str | os.PathLike | None = None,
+    fuse_samples: bool = True,
 ) -> tvm.transform.Pass:
     """The build phases of a CPU target as one Relax pipeline for ``tvm.compile``."""
-    return compose(build_phases(target, schedules, blocked_layout), dump_ir, target)
+    phases = build_phases(target, schedules, blocked_layout, fuse_samples)
+    return compose(phases, dump_ir, target)
 
 
 def fused_module(mod: tvm.IRModule, target) -> tvm.IRModule:

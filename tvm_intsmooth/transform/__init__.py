@@ -22,6 +22,8 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 - ApplyTunedDatabase: tuned MetaSchedule schedules from a database;
 - ScheduleBlockedKernels: the fixed, tensorized schedule of the blocked kernels;
 - ParallelizeOuterLoops: the outermost spatial loop of every other kernel in parallel;
+- FuseSampleLoops: each run of per-sample kernels as one kernel with one parallel loop over
+  the samples;
 - CheckIntegerOnly: fail on any floating-point dtype or operator;
 - DumpIR: write the module's TVMScript, between phases.
 """
@@ -38,6 +40,7 @@ from tvm_intsmooth.transform.drop_monotone_head import DropMonotoneHead
 from tvm_intsmooth.transform.dump_ir import DumpIR
 from tvm_intsmooth.transform.fold_batch_norm import FoldBatchNorm
 from tvm_intsmooth.transform.fold_padding import FoldPadding
+from tvm_intsmooth.transform.fuse_sample_loops import FuseSampleLoops
 from tvm_intsmooth.transform.inject_integer_noise import InjectIntegerNoise
 from tvm_intsmooth.transform.parallelize_outer_loops import ParallelizeOuterLoops
 from tvm_intsmooth.transform.quantize_to_integer import QuantizeToInteger
@@ -60,6 +63,7 @@ __all__ = [
     "DumpIR",
     "FoldBatchNorm",
     "FoldPadding",
+    "FuseSampleLoops",
     "InjectIntegerNoise",
     "ParallelizeOuterLoops",
     "QuantizeToInteger",

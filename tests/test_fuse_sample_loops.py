@@ -1,0 +1,172 @@
+"""FuseSampleLoops: the golden rewrite of a run of per-sample kernels into one parallel sample
+loop, the values it computes (against numpy), and the kernels that must end a run: one that
+reads or writes another sample's values, one that reduces over the batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.script import ir as I
+from tvm.script import relax as R
+from tvm.script import tirx as T
+
+from tvm_intsmooth.transform import FuseSampleLoops
+
+
+@T.prim_func(private=True, s_tir=True)
+def add_one(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "int32")):
+    """A loop over the samples."""
+    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+    for n in T.parallel(4):
+        for i in range(8):
+            with T.sblock("add_one"):
+                vn, vi = T.axis.remap("SS", [n, i])
+                y[vn, vi] = x[vn, vi] + 1
+
+
+@T.prim_func(private=True, s_tir=True)
+def add_one_flipped(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "int32")):
+    """Iteration n writes sample 3 - n."""
+    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+    for n in T.parallel(4):
+        for i in range(8):
+            with T.sblock("add_one"):
+                vn, vi = T.axis.remap("SS", [n, i])
+                y[3 - vn, vi] = x[vn, vi] + 1
+
+
+@T.prim_func(private=True, s_tir=True)
+def double_halves(y: T.Buffer((4, 8), "int32"), z: T.Buffer((4, 8), "int32")):
+    """The samples fused with the halves of a row: ``f = n * 2 + half``."""
+    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+    for f in T.parallel(8):
+        for i in range(4):
+            with T.sblock("double"):
+                vn = T.axis.spatial(4, f // 2)
+                vi = T.axis.spatial(8, f % 2 * 4 + i)
+                z[vn, vi] = y[vn, vi] * 2
+
+
+@T.prim_func(private=True, s_tir=True)
+def double_next_sample(y: T.Buffer((4, 8), "int32"), z: T.Buffer((4, 8), "int32")):
+    """Sample n of z from sample n + 1 of y."""
+    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+    for f in T.parallel(8):
+        for i in range(4):
+            with T.sblock("double"):
+                vn = T.axis.spatial(4, f // 2)
+                vi = T.axis.spatial(8, f % 2 * 4 + i)
+                z[vn, vi] = y[(vn + 1) % 4, vi] * 2
+
+
+@T.prim_func(private=True, s_tir=True)
+def column_sums(z: T.Buffer((4, 8), "int32"), s: T.Buffer((8,), "int32")):
+    """A sum over the batch."""
+    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+    for i in T.parallel(8):
+        for n in range(4):
+            with T.sblock("sum"):
+                vi, vn = T.axis.remap("SR", [i, n])
+                with T.init():
+                    s[vi] = 0
+                s[vi] = s[vi] + z[vn, vi]
+
+
+def _module(first=add_one, second=double_halves, return_y: bool = False) -> tvm.IRModule:
+    """main: y = first(x), z = second(y), s = column_sums(z); returns s (and y)."""
+    rows = relax.TensorType((4, 8), "int32")
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", rows)
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.call_tir(bb.add_func(first, "add_one"), [x], rows), "y")
+            z = bb.emit(relax.call_tir(bb.add_func(second, "double_halves"), [y], rows), "z")
+            sums = relax.call_tir(
+                bb.add_func(column_sums, "column_sums"), [z], relax.TensorType((8,), "int32")
+            )
+            s = bb.emit(sums, "s")
+            out = bb.emit_output(relax.Tuple([s, y]) if return_y else s)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@I.ir_module
+class Expected:
+    @T.prim_func(private=True, s_tir=True)
+    def column_sums(z: T.Buffer((4, 8), "int32"), s: T.Buffer((8,), "int32")):
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        for i in T.parallel(8):
+            for n in range(4):
+                with T.sblock("sum"):
+                    vi, vn = T.axis.remap("SR", [i, n])
+                    with T.init():
+                        s[vi] = 0
+                    s[vi] = s[vi] + z[vn, vi]
+
+    @T.prim_func(private=True, s_tir=True)
+    def per_sample_add_one(
+        x: T.Buffer((T.int64(4), T.int64(8)), "int32"),
+        z: T.Buffer((T.int64(4), T.int64(8)), "int32", elem_offset=0),
+    ):
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        y = T.sblock_alloc_buffer((T.int64(4), T.int64(8)), "int32", elem_offset=0)
+        for sample in T.parallel(4):
+            for i in range(8):
+                with T.sblock("add_one"):
+                    vn, vi = T.axis.remap("SS", [sample, i])
+                    y[vn, vi] = x[vn, vi] + 1
+            for f_in_sample, i in T.grid(2, 4):
+                with T.sblock("double"):
+                    vn = T.axis.spatial(4, (sample * 2 + f_in_sample) // 2)
+                    vi = T.axis.spatial(8, (sample * 2 + f_in_sample) % 2 * 4 + i)
+                    z[vn, vi] = y[vn, vi] * 2
+
+    @R.function
+    def main(x: R.Tensor((4, 8), "int32")):
+        cls = Expected
+        with R.dataflow():
+            z = R.call_tir(cls.per_sample_add_one, (x,), out_ty=R.Tensor((4, 8), "int32"))
+            s = R.call_tir(cls.column_sums, (z,), out_ty=R.Tensor((8,), "int32"))
+            R.output(s)
+        return s
+
+
+def _run(mod: tvm.IRModule, x: np.ndarray):
+    vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(x))
+    return [o.numpy() for o in out] if isinstance(out, tvm.ir.Array | list | tuple) else out.numpy()
+
+
+def _per_sample_functions(mod: tvm.IRModule) -> list[str]:
+    return [gv.name_hint for gv, _ in mod.functions_items() if "per_sample" in gv.name_hint]
+
+
+def test_a_run_of_per_sample_kernels_becomes_one_parallel_sample_loop():
+    tvm.ir.assert_structural_equal(FuseSampleLoops()(_module()), Expected)
+
+
+def test_the_fused_kernel_computes_what_the_kernels_did():
+    x = np.random.default_rng(0).integers(-1000, 1000, size=(4, 8)).astype(np.int32)
+    expected = ((x + 1) * 2).sum(axis=0)
+    np.testing.assert_array_equal(_run(_module(), x), expected)
+    np.testing.assert_array_equal(_run(FuseSampleLoops()(_module()), x), expected)
+
+
+def test_a_value_used_after_the_run_is_one_of_its_outputs():
+    before = _module(return_y=True)
+    after = FuseSampleLoops()(before)
+    assert _per_sample_functions(after) == ["per_sample_add_one"]
+    x = np.arange(32, dtype=np.int32).reshape(4, 8)
+    for got, want in zip(_run(after, x), _run(before, x), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_kernel_reading_another_samples_value_ends_the_run():
+    before = _module(second=double_next_sample)
+    tvm.ir.assert_structural_equal(FuseSampleLoops()(before), before)
+
+
+def test_a_kernel_writing_another_samples_slice_is_left_alone():
+    before = _module(first=add_one_flipped)
+    tvm.ir.assert_structural_equal(FuseSampleLoops()(before), before)
