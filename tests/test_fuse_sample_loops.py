@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import relax
-from tvm.script import ir as I
-from tvm.script import relax as R
+from tvm import relax, tirx
 from tvm.script import tirx as T
 
 from tvm_intsmooth.transform import FuseSampleLoops
@@ -73,63 +71,49 @@ def column_sums(z: T.Buffer((4, 8), "int32"), s: T.Buffer((8,), "int32")):
                 s[vi] = s[vi] + z[vn, vi]
 
 
-def _module(first=add_one, second=double_halves, return_y: bool = False) -> tvm.IRModule:
-    """main: y = first(x), z = second(y), s = column_sums(z); returns s (and y)."""
-    rows = relax.TensorType((4, 8), "int32")
+def _main(kernels: list[tuple[str, tirx.PrimFunc, int]], returned: list[int]) -> tvm.IRModule:
+    """``main(x)``: the kernels called in a chain (name, PrimFunc, output rows), each on the
+    previous one's output; returns the outputs at the ``returned`` positions."""
     bb = relax.BlockBuilder()
-    x = relax.Var("x", rows)
+    x = relax.Var("x", relax.TensorType((4, 8), "int32"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            y = bb.emit(relax.call_tir(bb.add_func(first, "add_one"), [x], rows), "y")
-            z = bb.emit(relax.call_tir(bb.add_func(second, "double_halves"), [y], rows), "z")
-            sums = relax.call_tir(
-                bb.add_func(column_sums, "column_sums"), [z], relax.TensorType((8,), "int32")
-            )
-            s = bb.emit(sums, "s")
-            out = bb.emit_output(relax.Tuple([s, y]) if return_y else s)
+            values, value = [], x
+            for i, (name, func, rows) in enumerate(kernels):
+                out_ty = relax.TensorType((rows, 8) if rows == 4 else (rows,), "int32")
+                call = relax.call_tir(bb.add_func(func, name), [value], out_ty)
+                last = returned == [len(kernels) - 1] and i == len(kernels) - 1
+                value = bb.emit_output(call) if last else bb.emit(call)
+                values.append(value)
+            out = value if last else bb.emit_output(relax.Tuple([values[i] for i in returned]))
         bb.emit_func_output(out)
     return bb.get()
 
 
-@I.ir_module
-class Expected:
-    @T.prim_func(private=True, s_tir=True)
-    def column_sums(z: T.Buffer((4, 8), "int32"), s: T.Buffer((8,), "int32")):
-        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-        for i in T.parallel(8):
-            for n in range(4):
-                with T.sblock("sum"):
-                    vi, vn = T.axis.remap("SR", [i, n])
-                    with T.init():
-                        s[vi] = 0
-                    s[vi] = s[vi] + z[vn, vi]
+def _module(first=add_one, second=double_halves, return_y: bool = False) -> tvm.IRModule:
+    """main: y = first(x), z = second(y), s = column_sums(z); returns s (and y)."""
+    kernels = [("add_one", first, 4), ("double_halves", second, 4), ("column_sums", column_sums, 8)]
+    return _main(kernels, [2, 0] if return_y else [2])
 
-    @T.prim_func(private=True, s_tir=True)
-    def per_sample_add_one(
-        x: T.Buffer((T.int64(4), T.int64(8)), "int32"),
-        z: T.Buffer((T.int64(4), T.int64(8)), "int32", elem_offset=0),
-    ):
-        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-        y = T.sblock_alloc_buffer((T.int64(4), T.int64(8)), "int32", elem_offset=0)
-        for sample in T.parallel(4):
-            for i in range(8):
-                with T.sblock("add_one"):
-                    vn, vi = T.axis.remap("SS", [sample, i])
-                    y[vn, vi] = x[vn, vi] + 1
-            for f_in_sample, i in T.grid(2, 4):
-                with T.sblock("double"):
-                    vn = T.axis.spatial(4, (sample * 2 + f_in_sample) // 2)
-                    vi = T.axis.spatial(8, (sample * 2 + f_in_sample) % 2 * 4 + i)
-                    z[vn, vi] = y[vn, vi] * 2
 
-    @R.function
-    def main(x: R.Tensor((4, 8), "int32")):
-        cls = Expected
-        with R.dataflow():
-            z = R.call_tir(cls.per_sample_add_one, (x,), out_ty=R.Tensor((4, 8), "int32"))
-            s = R.call_tir(cls.column_sums, (z,), out_ty=R.Tensor((8,), "int32"))
-            R.output(s)
-        return s
+@T.prim_func(private=True, s_tir=True)
+def per_sample_add_one(
+    x: T.Buffer((T.int64(4), T.int64(8)), "int32"),
+    z: T.Buffer((T.int64(4), T.int64(8)), "int32", elem_offset=0),
+):
+    """What FuseSampleLoops makes of add_one and double_halves."""
+    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+    y = T.sblock_alloc_buffer((T.int64(4), T.int64(8)), "int32", elem_offset=0)
+    for sample in T.parallel(4):
+        for i in range(8):
+            with T.sblock("add_one"):
+                vn, vi = T.axis.remap("SS", [sample, i])
+                y[vn, vi] = x[vn, vi] + 1
+        for f_in_sample, i in T.grid(2, 4):
+            with T.sblock("double"):
+                vn = T.axis.spatial(4, (sample * 2 + f_in_sample) // 2)
+                vi = T.axis.spatial(8, (sample * 2 + f_in_sample) % 2 * 4 + i)
+                z[vn, vi] = y[vn, vi] * 2
 
 
 def _run(mod: tvm.IRModule, x: np.ndarray):
@@ -143,7 +127,10 @@ def _per_sample_functions(mod: tvm.IRModule) -> list[str]:
 
 
 def test_a_run_of_per_sample_kernels_becomes_one_parallel_sample_loop():
-    tvm.ir.assert_structural_equal(FuseSampleLoops()(_module()), Expected)
+    expected = _main(
+        [("per_sample_add_one", per_sample_add_one, 4), ("column_sums", column_sums, 8)], [1]
+    )
+    tvm.ir.assert_structural_equal(FuseSampleLoops()(_module()), expected)
 
 
 def test_the_fused_kernel_computes_what_the_kernels_did():
