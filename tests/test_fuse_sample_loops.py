@@ -35,6 +35,19 @@ def add_one_flipped(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "int32")):
 
 
 @T.prim_func(private=True, s_tir=True)
+def add_one_through_a_scalar(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "int32")):
+    """add_one through a 0-d scratch buffer (private to each iteration)."""
+    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+    scalar = T.sblock_alloc_buffer((), "int32")
+    for n in T.parallel(4):
+        for i in range(8):
+            with T.sblock("add_one"):
+                vn, vi = T.axis.remap("SS", [n, i])
+                scalar[()] = x[vn, vi] + 1
+                y[vn, vi] = scalar[()]
+
+
+@T.prim_func(private=True, s_tir=True)
 def double_halves(y: T.Buffer((4, 8), "int32"), z: T.Buffer((4, 8), "int32")):
     """The samples fused with the halves of a row: ``f = n * 2 + half``."""
     T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
@@ -157,3 +170,11 @@ def test_a_kernel_reading_another_samples_value_ends_the_run():
 def test_a_kernel_writing_another_samples_slice_is_left_alone():
     before = _module(first=add_one_flipped)
     tvm.ir.assert_structural_equal(FuseSampleLoops()(before), before)
+
+
+def test_a_zero_dimensional_scratch_buffer_joins_the_run():
+    before = _module(first=add_one_through_a_scalar)
+    after = FuseSampleLoops()(before)
+    assert _per_sample_functions(after) == ["per_sample_add_one"]
+    x = np.arange(32, dtype=np.int32).reshape(4, 8)
+    np.testing.assert_array_equal(_run(after, x), ((x + 1) * 2).sum(axis=0))

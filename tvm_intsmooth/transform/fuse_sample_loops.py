@@ -86,19 +86,28 @@ def _accesses(stmt: tirx.Stmt) -> tuple[list[tuple], list]:
         if isinstance(node, SBlockRealize | tirx.For):
             scopes.append(node)
         elif isinstance(node, tirx.BufferStore):
-            found.append((node.buffer, node.indices[0], None))
+            found.append((node.buffer, _first(node.indices), None))
         elif isinstance(node, tvm.ir.expr.TensorLoad):
-            found.append((node.source, node.indices[0], None))
+            found.append((node.source, _first(node.indices), None))
         elif isinstance(node, tvm.ir.expr.TensorRegion):
-            found.append((node.source, node.region[0].min, node.region[0].extent))
+            first = _first(node.region)
+            found.append((node.source, first and first.min, first and first.extent))
 
     tvm_ffi.structural_walk(stmt, visit, order="pre")
     return found, scopes
 
 
+def _first(items):
+    """The first index or range of an access, None for a 0-d buffer."""
+    return items[0] if len(items) else None
+
+
 def _leading_dim(buffer) -> int | None:
-    shape = list(buffer.ty.shape)
-    return int(shape[0]) if shape and isinstance(shape[0], tirx.IntImm) else None
+    """The static size of a buffer's first axis (None: 0-d, symbolic, or not a buffer)."""
+    shape = getattr(buffer.ty, "shape", None)
+    if not shape or not isinstance(shape[0], tirx.IntImm):
+        return None
+    return int(shape[0])
 
 
 def _loop_accesses(loop: tirx.For, batch: int) -> dict:
@@ -120,8 +129,10 @@ def _loop_accesses(loop: tirx.For, batch: int) -> dict:
             ana.bind(iter_var.var, ana.simplify(value))
     same: dict = {}
     for buffer, index, extent in found:
-        ok = tvm_ffi.structural_equal(ana.simplify(index), sample) and (
-            extent is None or (isinstance(extent, tirx.IntImm) and int(extent) == 1)
+        ok = (
+            index is not None
+            and tvm_ffi.structural_equal(ana.simplify(index), sample)
+            and (extent is None or (isinstance(extent, tirx.IntImm) and int(extent) == 1))
         )
         same[buffer] = same.get(buffer, True) and ok
     return same
