@@ -33,6 +33,8 @@ import tvm_ffi
 from tvm import relax, tirx
 from tvm.s_tir import SBlock, SBlockRealize
 
+from tvm_intsmooth.transform.canonical_forms import op_name, use_counts
+
 GROUP_PREFIX = "per_sample"
 
 
@@ -224,13 +226,10 @@ def merge_sample_loops(func: tirx.PrimFunc, batch: int) -> tirx.PrimFunc:
     return new.with_attr("tirx.is_scheduled", True)
 
 
-_CALL_TIR = tvm.ir.Op.get("relax.call_tir")
-
-
 def _sample_call(mod: tvm.IRModule, binding) -> tuple[SampleKernel, list] | None:
     """The kernel and the arguments of a ``call_tir`` binding whose PrimFunc can join a run."""
     call = binding.value
-    if not isinstance(call, relax.Call) or not call.op.same_as(_CALL_TIR) or len(call.args) != 2:
+    if op_name(call) != "relax.call_tir" or len(call.args) != 2:
         return None
     func = mod[call.args[0]]
     args = call.args[1]
@@ -242,11 +241,11 @@ def _sample_call(mod: tvm.IRModule, binding) -> tuple[SampleKernel, list] | None
     return None if kernel is None else (kernel, list(args.fields))
 
 
-def _runs(mod: tvm.IRModule, bindings: list) -> list[tuple[int, int]]:
-    """(start, end) of each run of at least two consecutive bindings that one per-sample kernel
-    can replace: every kernel over the same batch, and every value that the run produced
+def _runs(mod: tvm.IRModule, bindings: list) -> list[tuple[int, int, int]]:
+    """(start, end, batch) of each run of at least two consecutive bindings that one per-sample
+    kernel can replace: every kernel over the same batch, and every value that the run produced
     read only at the reading kernel's own sample."""
-    runs: list[tuple[int, int]] = []
+    runs: list[tuple[int, int, int]] = []
     start, batch, produced = None, None, set()
     for i, binding in enumerate([*bindings, None]):
         found = None if binding is None else _sample_call(mod, binding)
@@ -260,7 +259,7 @@ def _runs(mod: tvm.IRModule, bindings: list) -> list[tuple[int, int]]:
             )
         if not joins:
             if start is not None and i - start >= 2:
-                runs.append((start, i))
+                runs.append((start, i, batch))
             start, batch, produced = (
                 (None, None, set()) if found is None else (i, found[0].batch, set())
             )
@@ -269,9 +268,14 @@ def _runs(mod: tvm.IRModule, bindings: list) -> list[tuple[int, int]]:
     return runs
 
 
-def _group(bindings: list, later_uses: set) -> tuple[relax.Function, list, list]:
+def _group(bindings: list, uses: dict) -> tuple[relax.Function, list, list]:
     """The run's bindings as a Relax function for FuseTIR (attribute ``Primitive``), its
-    arguments and the run's values that it returns (those used after it)."""
+    arguments and the run's values that it returns: those used after it (``uses``: the uses of
+    each variable in the whole function, :func:`use_counts`, more than inside the run)."""
+    inner: dict = {}
+    for b in bindings:
+        for var in relax.analysis.free_vars(b.value):
+            inner[var] = inner.get(var, 0) + 1
     defined = [b.var for b in bindings]
     defined_set = set(defined)
     inputs: list = []
@@ -290,7 +294,11 @@ def _group(bindings: list, later_uses: set) -> tuple[relax.Function, list, list]
             b.value.op, [b.value.args[0], relax.Tuple(fields)], b.value.attrs, b.value.ty_args
         )
         new_bindings.append(relax.VarBinding(var, call))
-    outputs = [v for v in defined if v in later_uses or not isinstance(v, relax.DataflowVar)]
+    outputs = [
+        v
+        for v in defined
+        if uses.get(v, 0) > inner.get(v, 0) or not isinstance(v, relax.DataflowVar)
+    ]
     results = [renamed[v] for v in outputs]
     ret = results[0] if len(results) == 1 else relax.Tuple(results)
     func = relax.Function(params, relax.SeqExpr([relax.DataflowBlock(new_bindings)], ret), ret.ty)
@@ -310,23 +318,20 @@ class FuseSampleLoops:
         if not isinstance(main.body, relax.SeqExpr):
             return mod
         builder = relax.BlockBuilder(mod)
+        uses = use_counts(main)
         blocks, batches = [], {}
-        for index, block in enumerate(main.body.blocks):
+        for block in main.body.blocks:
             bindings = list(block.bindings)
             runs = _runs(mod, bindings) if isinstance(block, relax.DataflowBlock) else []
             if not runs:
                 blocks.append(block)
                 continue
             new_bindings = bindings[: runs[0][0]]
-            for k, (start, end) in enumerate(runs):
-                later = [b.value for b in bindings[end:]]
-                later += [b.value for blk in main.body.blocks[index + 1 :] for b in blk.bindings]
-                later.append(main.body.body)
-                later_uses = {v for expr in later for v in relax.analysis.free_vars(expr)}
-                func, inputs, outputs = _group(bindings[start:end], later_uses)
+            for k, (start, end, batch) in enumerate(runs):
+                func, inputs, outputs = _group(bindings[start:end], uses)
                 name = f"{GROUP_PREFIX}_{bindings[start].value.args[0].name_hint}"
                 gv = builder.add_func(func, name)
-                batches[gv.name_hint] = _sample_call(mod, bindings[start])[0].batch
+                batches[gv.name_hint] = batch
                 call = relax.Call(gv, inputs)
                 if len(outputs) == 1:
                     new_bindings.append(relax.VarBinding(outputs[0], call))
