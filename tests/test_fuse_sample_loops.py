@@ -12,26 +12,45 @@ from tvm.script import tirx as T
 from tvm_intsmooth.transform import FuseSampleLoops
 
 
-@T.prim_func(private=True, s_tir=True)
-def add_one(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "int32")):
-    """A loop over the samples."""
-    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-    for n in T.parallel(4):
-        for i in range(8):
-            with T.sblock("add_one"):
-                vn, vi = T.axis.remap("SS", [n, i])
-                y[vn, vi] = x[vn, vi] + 1
+def _same(n):
+    return n
 
 
-@T.prim_func(private=True, s_tir=True)
-def add_one_flipped(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "int32")):
-    """Iteration n writes sample 3 - n."""
-    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-    for n in T.parallel(4):
-        for i in range(8):
-            with T.sblock("add_one"):
-                vn, vi = T.axis.remap("SS", [n, i])
-                y[3 - vn, vi] = x[vn, vi] + 1
+def _adding_one(written_row=_same) -> tirx.PrimFunc:
+    """A loop over the samples; iteration n writes sample ``written_row(n)``."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def add_one(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "int32")):
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        for n in T.parallel(4):
+            for i in range(8):
+                with T.sblock("add_one"):
+                    vn, vi = T.axis.remap("SS", [n, i])
+                    y[written_row(vn), vi] = x[vn, vi] + 1
+
+    return add_one
+
+
+def _doubling(read_row=_same) -> tirx.PrimFunc:
+    """The samples fused with the halves of a row (``f = n * 2 + half``); sample n of z from
+    sample ``read_row(n)`` of y."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def double_halves(y: T.Buffer((4, 8), "int32"), z: T.Buffer((4, 8), "int32")):
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        for f in T.parallel(8):
+            for i in range(4):
+                with T.sblock("double"):
+                    vn = T.axis.spatial(4, f // 2)
+                    vi = T.axis.spatial(8, f % 2 * 4 + i)
+                    z[vn, vi] = y[read_row(vn), vi] * 2
+
+    return double_halves
+
+
+add_one, double_halves = _adding_one(), _doubling()
+add_one_flipped = _adding_one(lambda n: 3 - n)
+double_next_sample = _doubling(lambda n: (n + 1) % 4)
 
 
 @T.prim_func(private=True, s_tir=True)
@@ -45,30 +64,6 @@ def add_one_through_a_scalar(x: T.Buffer((4, 8), "int32"), y: T.Buffer((4, 8), "
                 vn, vi = T.axis.remap("SS", [n, i])
                 scalar[()] = x[vn, vi] + 1
                 y[vn, vi] = scalar[()]
-
-
-@T.prim_func(private=True, s_tir=True)
-def double_halves(y: T.Buffer((4, 8), "int32"), z: T.Buffer((4, 8), "int32")):
-    """The samples fused with the halves of a row: ``f = n * 2 + half``."""
-    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-    for f in T.parallel(8):
-        for i in range(4):
-            with T.sblock("double"):
-                vn = T.axis.spatial(4, f // 2)
-                vi = T.axis.spatial(8, f % 2 * 4 + i)
-                z[vn, vi] = y[vn, vi] * 2
-
-
-@T.prim_func(private=True, s_tir=True)
-def double_next_sample(y: T.Buffer((4, 8), "int32"), z: T.Buffer((4, 8), "int32")):
-    """Sample n of z from sample n + 1 of y."""
-    T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-    for f in T.parallel(8):
-        for i in range(4):
-            with T.sblock("double"):
-                vn = T.axis.spatial(4, f // 2)
-                vi = T.axis.spatial(8, f % 2 * 4 + i)
-                z[vn, vi] = y[(vn + 1) % 4, vi] * 2
 
 
 @T.prim_func(private=True, s_tir=True)
