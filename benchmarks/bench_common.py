@@ -57,6 +57,25 @@ def set_threads(threads: int | None) -> None:
         os.environ[name] = str(threads)
 
 
+# One block freed below glibc's largest dynamic mmap threshold (32 MiB on 64-bit): see
+# settle_allocator.
+SETTLING_BLOCK = 24 << 20
+
+
+def settle_allocator() -> None:
+    """Put the C allocator in the state of any process that once freed a large block, so that
+    every method runs with it, in the benchmark's process and in each ``--alone`` one.
+
+    glibc serves blocks above its mmap threshold (128 KiB at start) with ``mmap`` and unmaps
+    them when freed; freeing one raises the threshold to its size. Before that, PyTorch eager
+    faults in every batch's activations anew (6.5 MB each for the ResNet-20 at batch 100): on
+    the benchmark machines 1.4x-2.2x slower than after it. A process that compiled a TVM
+    build is past it, a fresh one is not, so without this step the interleaved and the alone
+    PyTorch figures measure two different peers. The faster one is the fair peer."""
+    block = np.empty(SETTLING_BLOCK, np.uint8)
+    del block
+
+
 def tvm_threads() -> int:
     """The thread count of TVM's pool in this process (what tvm_intsmooth set, or the
     variable)."""

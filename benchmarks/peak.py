@@ -5,7 +5,10 @@ accumulator chains of one instruction busy on registers: ``vpdpbusd`` (AVX-512 V
 ``vpmaddubsw + vpmaddwd`` (AVX2, 32 MACs), ``vfmadd231ps`` on zmm/ymm (16/8 MACs); on aarch64
 ``sdot`` (16), ``smull + smull2 + 2 sadalp`` (16), ``fmla`` (4). It runs on 1 thread and on as many
 threads as the machine has physical cores, each thread its own copy. "int8 peak" is the best exact
-int8 kernel this CPU has, the figure benchmarks report "% of int8 peak" against.
+int8 vector kernel this CPU has, the figure benchmarks report "% of int8 peak" against. Where the
+CPU has Intel's AMX matrix unit (and Linux grants it), ``tdpbusd`` on 4 accumulator tiles (16,384
+exact u8 x s8 MACs each) is measured too and reported beside it ("int8 matrix unit"): a unit that
+the build's kernels do not use.
 
     python benchmarks/peak.py [--seconds 0.5] [--repeats 5] [--threads 1 2] [--json PATH]
 
@@ -41,9 +44,14 @@ class Kernel:
     instruction: str  # its first word: the mnemonic issued once per instruction_macs MACs
     # (smull: once per 16, with its smull2 half)
     instruction_macs: int
+    # A matrix unit (AMX) beside the vector units: reported, not the "int8 peak", which is the
+    # best vector instruction (the one the build's kernels use).
+    matrix: bool = False
 
 
 KERNELS = [
+    Kernel("amx_u8s8", "x86_64", frozenset({"amx_tile", "amx_int8"}), "AMX_MACS", "int8",
+           "tdpbusd tmm", 16384, matrix=True),
     Kernel("vnni_u8s8", "x86_64", frozenset({"avx512vnni", "avx512bw"}), "VNNI_MACS", "int8",
            "vpdpbusd zmm", 64),
     Kernel("avx2_u8s8", "x86_64", frozenset({"avx2"}), "AVX2_I8_MACS", "int8",
@@ -56,6 +64,7 @@ KERNELS = [
     Kernel("smull_s8s8", "aarch64", frozenset({"neon"}), "SMULL_MACS", "int8", "smull+sadalp", 16),
     Kernel("neon_f32", "aarch64", frozenset({"neon"}), "NEON_F32_MACS", "fp32", "fmla", 4),
 ]  # fmt: skip
+KERNEL_BY_NAME = {k.name: k for k in KERNELS}
 
 
 @dataclass
@@ -68,12 +77,17 @@ class Peak:
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     gmacs: dict[str, dict[int, float]] = field(default_factory=dict)  # kernel -> threads -> GMAC/s
     instruction: dict[str, str] = field(default_factory=dict)
-    int8_kernel: str | None = None  # the best exact int8 kernel (by 1-thread speed)
+    int8_kernel: str | None = None  # the best exact int8 vector kernel (by 1-thread speed)
+    matrix_kernel: str | None = None  # the int8 matrix-unit kernel, where the CPU has one
     fp32_kernel: str | None = None
 
     def int8(self, threads: int) -> float | None:
         """The exact int8 peak, GMAC/s, on ``threads`` threads."""
         return self.gmacs[self.int8_kernel].get(threads) if self.int8_kernel else None
+
+    def matrix(self, threads: int) -> float | None:
+        """The int8 matrix unit's peak (AMX), GMAC/s, on ``threads`` threads, or None."""
+        return self.gmacs[self.matrix_kernel].get(threads) if self.matrix_kernel else None
 
     def fp32(self, threads: int) -> float | None:
         """The fp32 FMA peak, GMAC/s, on ``threads`` threads."""
@@ -86,6 +100,16 @@ def available_kernels() -> list[Kernel]:
 
     arch, features = host_features()
     return [k for k in KERNELS if k.arch == arch and k.features <= features]
+
+
+REFUSED = -(2**63)  # what a kernel returns where the OS does not grant its unit (AMX_REFUSED)
+
+
+def runs(lib: ctypes.CDLL, kernel: Kernel) -> bool:
+    """Whether ``kernel`` runs here (the OS grants the unit it needs: Linux hands out AMX's
+    tile state only on request)."""
+    fn, _ = bind(lib, kernel)
+    return fn(0, *operands(kernel.kind)) != REFUSED
 
 
 def compile_kernels(folder: Path) -> ctypes.CDLL:
@@ -170,7 +194,7 @@ def measure_peak(
                 os.getloadavg())  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         lib = compile_kernels(Path(tmp))
-        for kernel in available_kernels():
+        for kernel in filter(lambda k: runs(lib, k), available_kernels()):
             peak.instruction[kernel.name] = kernel.instruction
             peak.gmacs[kernel.name] = {
                 t: measure_kernel(lib, kernel, t, seconds, repeats, clock) for t in threads
@@ -178,9 +202,11 @@ def measure_peak(
     peak.load_after = os.getloadavg()
     for kind in ("int8", "fp32"):
         names = [k.name for k in KERNELS if k.kind == kind and k.name in peak.gmacs]
+        names = [n for n in names if not KERNEL_BY_NAME[n].matrix]
         if names:
             best = max(names, key=lambda n: peak.gmacs[n][min(threads)])
             setattr(peak, f"{kind}_kernel", best)
+    peak.matrix_kernel = next((k.name for k in KERNELS if k.matrix and k.name in peak.gmacs), None)
     return peak
 
 
@@ -202,6 +228,7 @@ def format_table(peak: Peak) -> str:
     for name, row in peak.gmacs.items():
         mark = " (int8 peak)" if name == peak.int8_kernel else ""
         mark += " (fp32 peak)" if name == peak.fp32_kernel else ""
+        mark += " (int8 matrix unit)" if name == peak.matrix_kernel else ""
         cells = " | ".join(f"{row[t]:,.0f}" for t in threads)
         lines.append(f"| {name}{mark} | {peak.instruction[name]} | {cells} |")
     load = ", ".join(f"{x:.2f}" for x in peak.load_before)

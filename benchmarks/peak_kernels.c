@@ -83,6 +83,60 @@ int64_t avx2_f32(int64_t iters, const float *a, const float *b) {
     return (int64_t)total;
 }
 
+
+/* AMX (Intel's tile matrix unit): tdpbusd multiplies a 16 x 64 u8 tile by a 64 x 16 s8 tile
+ * into 16 x 16 int32 accumulators, exactly as vpdpbusd does per lane (16,384 MACs). Linux hands
+ * out the tile state only on request (arch_prctl); a kernel that does not grant it makes this
+ * function return AMX_REFUSED. */
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define AMX_ACC 4 /* accumulator tiles (of 8): tdpbusd's latency over its issue interval */
+const int AMX_MACS = AMX_ACC * 16 * 16 * 64;
+const int64_t AMX_REFUSED = INT64_MIN;
+
+struct amx_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+};
+
+__attribute__((target("amx-tile,amx-int8")))
+int64_t amx_u8s8(int64_t iters, const uint8_t *a, const int8_t *b) {
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return AMX_REFUSED;
+    struct amx_config config = {.palette = 1};
+    for (int t = 0; t < AMX_ACC + 2; t++) config.bytes_per_row[t] = 64, config.rows[t] = 16;
+    _tile_loadconfig(&config);
+    int32_t start[AMX_ACC][16];
+    for (int j = 0; j < AMX_ACC; j++)
+        for (int k = 0; k < 16; k++) start[j][k] = j;
+    /* Stride 0: every row of a tile is the same 64 bytes (of start[j], of a, of b). */
+    _tile_loadd(0, start[0], 0);
+    _tile_loadd(1, start[1], 0);
+    _tile_loadd(2, start[2], 0);
+    _tile_loadd(3, start[3], 0);
+    _tile_loadd(4, a, 0);
+    _tile_loadd(5, b, 0);
+    for (int64_t i = 0; i < iters; i++) {
+        _tile_dpbusd(0, 4, 5);
+        _tile_dpbusd(1, 4, 5);
+        _tile_dpbusd(2, 4, 5);
+        _tile_dpbusd(3, 4, 5);
+    }
+    int32_t out[AMX_ACC][16][16];
+    _tile_stored(0, out[0], 64);
+    _tile_stored(1, out[1], 64);
+    _tile_stored(2, out[2], 64);
+    _tile_stored(3, out[3], 64);
+    _tile_release();
+    int64_t total = 0;
+    for (int j = 0; j < AMX_ACC; j++)
+        for (int r = 0; r < 16; r++)
+            for (int k = 0; k < 16; k++) total += out[j][r][k];
+    return total;
+}
+
 #elif defined(__aarch64__)
 #include <arm_neon.h>
 
