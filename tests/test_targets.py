@@ -13,7 +13,7 @@ from tvm_intsmooth.schedule import TargetSpec, list_targets, resolve_target
 from tvm_intsmooth.schedule import targets as T
 from tvm_intsmooth.schedule.targets import cpuinfo_features, host_target_name, targets_dir
 
-BUNDLED = ["rpi4", "rpi5", "x86-64", "x86-avx2", "x86-vnni"]
+BUNDLED = ["rpi4", "rpi5", "x86-64", "x86-amx", "x86-avx2", "x86-vnni"]
 
 
 def has(spec: TargetSpec, feature: str) -> bool:
@@ -39,14 +39,16 @@ def test_bundled_file_parses_into_its_tvm_target(name):
 
 def test_x86_flags():
     vnni, avx2 = resolve_target("x86-vnni"), resolve_target("x86-avx2")
-    generic = resolve_target("x86-64")
-    for spec in (vnni, avx2, generic):
+    generic, amx = resolve_target("x86-64"), resolve_target("x86-amx")
+    for spec in (vnni, avx2, generic, amx):
         assert spec.target.attrs["mtriple"].startswith("x86_64")
         assert spec.cross_compiler is None
     assert has(vnni, "avx512vnni") and has(vnni, "avx512bw")
     assert str(vnni.target.attrs["mcpu"]) == "cascadelake"
     assert has(avx2, "avx2") and has(avx2, "fma") and not has(avx2, "avx512f")
     assert not has(generic, "avx512vnni") and not has(generic, "avx2") and has(generic, "sse2")
+    assert has(amx, "amx-int8") and has(amx, "amx-tile") and has(amx, "avx512vnni")
+    assert not has(vnni, "amx-tile")
 
 
 def test_raspberry_pi_flags():
@@ -93,6 +95,9 @@ ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse sse2 avx a
 HASWELL = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma bmi1 bmi2 f16c movbe\n"
 SANDY = "processor\t: 0\nflags\t\t: fpu sse sse2 avx\n"
 SKYLAKE_X = HASWELL.replace("movbe", "movbe avx512f avx512dq avx512cd avx512bw avx512vl")
+SAPPHIRE_RAPIDS = ZEN4.replace(
+    "avx512_vnni", "avx512_vnni avx512vbmi avx512_vbmi2 avx512_bf16 avx512_fp16 amx_tile amx_int8"
+)
 A76 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 atomics asimddp\n"
 A72 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
 
@@ -101,6 +106,8 @@ A72 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cp
     ("cpuinfo", "expected"),
     [
         (ZEN4, "x86-vnni"),
+        (SAPPHIRE_RAPIDS, "x86-amx"),
+        (SAPPHIRE_RAPIDS.replace(" amx_int8", ""), "x86-vnni"),  # tiles without int8
         (HASWELL, "x86-avx2"),
         (SKYLAKE_X, "x86-avx2"),  # AVX-512 without VNNI: the AVX2 kernels
         (SANDY, "x86-64"),
@@ -129,6 +136,17 @@ def test_host_features_fall_back_to_llvm(monkeypatch):
     if from_cpuinfo[0] is not None:
         assert arch == from_cpuinfo[0]
         assert host_target_name(arch, features) == host_target_name(*from_cpuinfo)
+
+
+def test_host_takes_amx_only_where_linux_grants_it(monkeypatch):
+    """A CPU with AMX whose kernel refuses the tile state resolves to the next target."""
+    from tvm_intsmooth.schedule.intrinsics import amx
+
+    monkeypatch.setattr(T, "host_features", lambda: cpuinfo_features(SAPPHIRE_RAPIDS))
+    monkeypatch.setattr(amx, "granted", lambda: False)
+    assert host_target_name() == "x86-vnni" and not T.host_can_run("x86-amx")
+    monkeypatch.setattr(amx, "granted", lambda: True)
+    assert host_target_name() == "x86-amx" and T.host_can_run("x86-amx")
 
 
 def test_host_without_bundled_match_keeps_llvm_cpu(monkeypatch):

@@ -125,6 +125,9 @@ def host_num_cores() -> int:
 # file's mcpu lets LLVM use in the kernels: a host qualifies only if it has all of them.
 _HOST_CHOICES = {
     "x86_64": [
+        ("x86-amx", {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni",
+                     "avx2", "fma", "bmi2", "avx512vbmi", "avx512vbmi2", "avx512bf16",
+                     "avx512fp16", "amx-tile", "amx-int8"}),
         ("x86-vnni", {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni",
                       "avx2", "fma", "bmi2"}),
         ("x86-avx2", {"avx2", "fma", "bmi", "bmi2", "f16c", "movbe"}),
@@ -134,7 +137,19 @@ _HOST_CHOICES = {
 }  # fmt: skip
 # /proc/cpuinfo spells some flags differently from LLVM.
 _CPUINFO_TO_LLVM = {"avx512_vnni": "avx512vnni", "bmi1": "bmi", "asimd": "neon",
-                    "asimddp": "dotprod"}  # fmt: skip
+                    "asimddp": "dotprod", "avx512_vbmi2": "avx512vbmi2",
+                    "avx512_bf16": "avx512bf16", "avx512_fp16": "avx512fp16",
+                    "amx_tile": "amx-tile", "amx_int8": "amx-int8"}  # fmt: skip
+
+
+def _os_grants(name: str) -> bool:
+    """Whether the OS lets this process use the units that target ``name`` needs beyond the
+    CPU's flags: Linux hands out AMX's tile state only on request."""
+    if name != "x86-amx":
+        return True
+    from tvm_intsmooth.schedule.intrinsics.amx import granted
+
+    return granted()
 
 
 def cpuinfo_features(cpuinfo: str) -> tuple[str | None, set[str]]:
@@ -158,9 +173,15 @@ def llvm_host_features() -> tuple[str | None, set[str]]:
         arch = "aarch64"
     if arch is None:
         return None, set()
+    wanted = set().union(*(features for _, features in _HOST_CHOICES[arch]))
+    # LLVM's feature detection (CPUID on x86), which holds where a hypervisor hides the CPU
+    # model: the model's name would then give the features of an older CPU.
+    detect = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUFeatures", allow_missing=True)
+    if detect is not None:
+        found = {str(k): bool(v) for k, v in dict(detect()).items()}
+        return arch, {f for f in wanted if found.get(f)}
     cpu = tvm.target.codegen.llvm_get_system_cpu()
     probe = tvm.target.Target({"kind": "llvm", "mtriple": triple, "mcpu": cpu})
-    wanted = set().union(*(features for _, features in _HOST_CHOICES[arch]))
     return arch, {f for f in wanted if tvm.target.codegen.target_has_features(f, probe)}
 
 
@@ -177,10 +198,11 @@ def host_features() -> tuple[str | None, set[str]]:
 def host_target_name(arch: str | None = None, features: set[str] | None = None) -> str | None:
     """The best bundled target for a CPU of ``arch`` with ``features`` (LLVM names), or None if
     none fits. Without arguments: this machine (:func:`host_features`)."""
-    if features is None:
+    this_machine = features is None
+    if this_machine:
         arch, features = host_features()
     for name, needed in _HOST_CHOICES.get(arch or "", []):
-        if needed <= features:
+        if needed <= features and (not this_machine or _os_grants(name)):
             return name
     return None
 
@@ -189,7 +211,8 @@ def host_can_run(name: str) -> bool:
     """Whether this machine's CPU has every feature that the bundled target ``name`` needs
     (``x86-vnni`` on an AVX2-only CPU: False)."""
     arch, features = host_features()
-    return any(n == name and needed <= features for n, needed in _HOST_CHOICES.get(arch or "", []))
+    choices = _HOST_CHOICES.get(arch or "", [])
+    return any(n == name and needed <= features for n, needed in choices) and _os_grants(name)
 
 
 def host_target_spec() -> TargetSpec:

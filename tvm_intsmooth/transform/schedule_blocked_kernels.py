@@ -191,6 +191,19 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
             return func
         _blocked_window(sch, window)
         return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    amx_shape = _amx_tile_shape(sch, conv, target)
+    if amx_shape is not None:
+        from tvm_intsmooth.schedule.intrinsics import high_intrin_for
+        from tvm_intsmooth.schedule.intrinsics.tensorize_amx import (
+            tensorize_amx_conv,
+            with_tile_config,
+        )
+
+        high = high_intrin_for(target)
+        epilogue, pad = _epilogue(sch, high is not None), _find_block(sch, "data_pad")
+        tensorize_amx_conv(sch, conv, epilogue, pad, high)
+        rows, _, kw, _, _ = amx_shape
+        return with_tile_config(sch.mod["main"], rows, kw).with_attr("tirx.is_scheduled", True)
     if tensorize_conv(sch, conv, target):
         return sch.mod["main"].with_attr("tirx.is_scheduled", True)
     _fuse_epilogue(sch, conv)
@@ -199,6 +212,17 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
     if pad is not None:
         sch.parallel(sch.get_loops(pad)[0])
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def _amx_tile_shape(sch: s_tir.Schedule, conv, target) -> tuple | None:
+    """The conv's AMX tile (:func:`~.tensorize_amx.amx_tile_shape`) where the target has AMX
+    and the data is uint8 (``tdpbusd`` is exact for every uint8 x int8 operand), else None."""
+    from tvm_intsmooth.schedule.intrinsics import amx
+    from tvm_intsmooth.schedule.intrinsics.tensorize_amx import amx_tile_shape
+
+    if not amx.target_has_amx(target) or _conv_data_dtype(sch, conv) != "uint8":
+        return None
+    return amx_tile_shape(sch, conv)
 
 
 def _exact_intrin(sch: s_tir.Schedule, conv, target):
