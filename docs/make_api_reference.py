@@ -36,6 +36,7 @@ SECTIONS = [
             "ScheduleBlockedKernels",
             "ParallelizeOuterLoops",
             "FuseSampleLoops",
+            "DropRepeatedTileConfigs",
             "CheckIntegerOnly",
             "DumpIR",
         ],

@@ -25,7 +25,7 @@ blocked_layout      TVM's library dispatch, ConvertToBlockedInt8, NCHW16c int8 c
 legalize            TVM's CPU legalization and operator fusion fused PrimFuncs (tuning's tasks)
 tuned_schedules     ApplyTunedDatabase                         tuned PrimFuncs marked scheduled
 kernel_schedules    ScheduleBlockedKernels, ParallelizeOuterLoops every PrimFunc scheduled
-sample_loops        FuseSampleLoops                            runs of per-sample kernels as one
+sample_loops        FuseSampleLoops, DropRepeatedTileConfigs   runs of per-sample kernels as one
                                                                kernel, one parallel sample loop
 lower               TVM's dataflow lowering and finalization   VM-ready Relax + TIR
 =================== ========================================== ===================================
@@ -57,6 +57,7 @@ from tvm_intsmooth.transform import (
     ConvertToBlockedInt8,
     CountVotes,
     DropMonotoneHead,
+    DropRepeatedTileConfigs,
     DumpIR,
     FoldBatchNorm,
     FoldPadding,
@@ -171,7 +172,10 @@ def build_phases(
         Phase("legalize", _sequential(cpu.legalize_passes(target))),
         Phase("tuned_schedules", _sequential(tuned)),
         Phase("kernel_schedules", _sequential([*kernels, ParallelizeOuterLoops()])),
-        Phase("sample_loops", _sequential([FuseSampleLoops()] if fuse_samples else [])),
+        Phase(
+            "sample_loops",
+            _sequential([FuseSampleLoops(), DropRepeatedTileConfigs()] if fuse_samples else []),
+        ),
         Phase(
             "lower",
             _sequential([*cpu.dataflow_lower_passes(target), *cpu.finalize_passes(target)]),

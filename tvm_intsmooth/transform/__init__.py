@@ -24,6 +24,7 @@ compiler runs them is :mod:`tvm_intsmooth.pipeline.phases`.
 - ParallelizeOuterLoops: the outermost spatial loop of every other kernel in parallel;
 - FuseSampleLoops: each run of per-sample kernels as one kernel with one parallel loop over
   the samples;
+- DropRepeatedTileConfigs: in such a loop, an AMX tile configuration loaded once per change;
 - CheckIntegerOnly: fail on any floating-point dtype or operator;
 - DumpIR: write the module's TVMScript, between phases.
 """
@@ -37,6 +38,7 @@ from tvm_intsmooth.transform.check_integer_only import CheckIntegerOnly
 from tvm_intsmooth.transform.convert_to_blocked_int8 import ConvertToBlockedInt8
 from tvm_intsmooth.transform.count_votes import CountVotes
 from tvm_intsmooth.transform.drop_monotone_head import DropMonotoneHead
+from tvm_intsmooth.transform.drop_repeated_tile_configs import DropRepeatedTileConfigs
 from tvm_intsmooth.transform.dump_ir import DumpIR
 from tvm_intsmooth.transform.fold_batch_norm import FoldBatchNorm
 from tvm_intsmooth.transform.fold_padding import FoldPadding
@@ -60,6 +62,7 @@ __all__ = [
     "ConvertToBlockedInt8",
     "CountVotes",
     "DropMonotoneHead",
+    "DropRepeatedTileConfigs",
     "DumpIR",
     "FoldBatchNorm",
     "FoldPadding",

@@ -1,0 +1,113 @@
+"""DropRepeatedTileConfigs: one AMX tile configuration per change of configuration in a sample.
+
+Every AMX conv kernel loads its tile configuration at the start of each iteration of its
+parallel loop (``amx_tile_config``: the OS permission request and ``ldtilecfg``, about 0.12 us).
+Once FuseSampleLoops has put a run of kernels into one loop over the samples, consecutive
+kernels of the same tile shape load the same configuration again and again: 17 loads per sample
+for the ResNet-20, of which 15 repeat the one before. The configuration is the thread's own state,
+kept until the next ``ldtilecfg``, and the loop body runs on one thread from start to end, so a
+block that loads the configuration already loaded earlier in the same body, with no other
+configuration in between, does nothing: it is dropped.
+
+Only the statements directly in the body of a top-level parallel loop are compared (nested
+sequences of them included). A statement that holds a configuration block deeper (inside a loop
+of its own) ends the comparison: after it, the next configuration block is kept.
+"""
+
+from __future__ import annotations
+
+import tvm
+import tvm_ffi
+from tvm import tirx
+from tvm.s_tir import SBlock, SBlockRealize
+
+CONFIG_BLOCK = "amx_tile_config"  # amx.config_block's name (FuseTIR appends a number)
+
+
+def _is_config(stmt: tirx.Stmt) -> bool:
+    return isinstance(stmt, SBlockRealize) and stmt.block.name_hint.startswith(CONFIG_BLOCK)
+
+
+def _config(stmt: tirx.Stmt) -> tuple[int, ...]:
+    """The configuration a config block loads: the words it stores, in order."""
+    words: list[int] = []
+
+    def visit(node) -> None:
+        if isinstance(node, tirx.BufferStore) and isinstance(node.value, tirx.IntImm):
+            words.append(int(node.value))
+
+    tvm_ffi.structural_walk(stmt, visit, order="pre")
+    return tuple(words)
+
+
+def _holds_config(stmt: tirx.Stmt) -> bool:
+    found = []
+
+    def visit(node) -> None:
+        if isinstance(node, SBlock) and node.name_hint.startswith(CONFIG_BLOCK):
+            found.append(node)
+
+    tvm_ffi.structural_walk(stmt, visit, order="pre")
+    return bool(found)
+
+
+def _flat(stmt: tirx.Stmt) -> list[tirx.Stmt]:
+    if isinstance(stmt, tirx.SeqStmt):
+        return [s for part in stmt.seq for s in _flat(part)]
+    return [stmt]
+
+
+def drop_repeated_configs(body: tirx.Stmt) -> tirx.Stmt:
+    """``body`` (a parallel loop's) without the configuration blocks that repeat the last one
+    loaded before them in it."""
+    kept, last, dropped = [], None, False
+    for stmt in _flat(body):
+        if _is_config(stmt):
+            if _config(stmt) == last:
+                dropped = True
+                continue
+            last = _config(stmt)
+        elif _holds_config(stmt):
+            last = None
+        kept.append(stmt)
+    if not dropped:
+        return body
+    return tirx.SeqStmt(kept) if len(kept) > 1 else kept[0]
+
+
+def drop_in_func(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """``func`` (s_tir form) with :func:`drop_repeated_configs` applied to the body of each
+    top-level parallel loop of its root block."""
+    if not isinstance(func.body, SBlockRealize):
+        return func
+    root = func.body.block
+    loops = _flat(root.body)
+    new = []
+    for loop in loops:
+        if isinstance(loop, tirx.For) and loop.kind == tirx.ForKind.PARALLEL:
+            body = drop_repeated_configs(loop.body)
+            if not body.same_as(loop.body):
+                loop = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, body,
+                                annotations=loop.annotations)  # fmt: skip
+        new.append(loop)
+    if all(a.same_as(b) for a, b in zip(new, loops, strict=True)):
+        return func
+    block = SBlock([], [], [], root.name_hint, tirx.SeqStmt(new) if len(new) > 1 else new[0],
+                   None, list(root.alloc_buffers), list(root.match_buffers),
+                   root.annotations)  # fmt: skip
+    return tirx.PrimFunc(func.params, SBlockRealize([], True, block), func.ret_type, func.attrs)
+
+
+@tvm.transform.module_pass(opt_level=0, name="DropRepeatedTileConfigs")
+class DropRepeatedTileConfigs:
+    """Drop, in every PrimFunc's top-level parallel loops, the AMX tile configuration blocks
+    that load the configuration already loaded before them in the same loop body
+    (:func:`drop_in_func`; run after FuseSampleLoops, which puts several AMX kernels in one
+    sample loop)."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        out = tvm.IRModule({gv: f for gv, f in mod.functions_items()}, attrs=mod.attrs)
+        for gv, func in mod.functions_items():
+            if isinstance(func, tirx.PrimFunc):
+                out[gv] = drop_in_func(func)
+        return out
