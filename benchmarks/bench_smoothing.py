@@ -31,10 +31,12 @@ samples/s the table gives each method's CPU time / wall time (the whole process'
 the run: a runtime whose threads keep spinning after its run takes CPU from the next one, which
 shows here), the share of the machine's exact int8 multiply-accumulate peak
 (``benchmarks/peak.py``, measured in the same process, on TVM's thread count, with the model's
-MACs per sample), the ratio to every other method, and the resident memory each method added
-when it was prepared. ``--alone`` also runs every method alone, each in a fresh process, and
-gives those figures and ratios beside the interleaved ones. ``--certify K`` also times
-``intsmooth certify`` (n0 = 100, n = ``--certify-n``) of the tuned artifact on K images, against
+MACs per sample: the best vector instruction's; where the CPU has Intel's AMX, the tile unit's
+peak is a row of its own, the share against it that row's ratio), the ratio to every other
+method, and the resident memory each method added when it was prepared. ``--alone`` also runs
+every method alone, each in a fresh process, and gives those figures and ratios beside the
+interleaved ones. ``--certify K`` also times ``intsmooth certify`` (n0 = 100, n =
+``--certify-n``) of the tuned artifact on K images, against
 n0 + n times the per-sample time of the same build in the table. Example::
 
     python benchmarks/bench_smoothing.py --n 1000 --repeats 5 --alone \
@@ -501,7 +503,7 @@ def result_rows(args, run: dict, times: dict, cpu: dict, peak, threads: int, alo
     # The vector peak (what "% of int8 peak" is against), and the matrix unit where there is one.
     for label, kernel, value in (
         ("int8 peak", peak and peak.int8_kernel, gmacs),
-        ("int8 matrix peak, unused", peak and peak.matrix_kernel, peak and peak.matrix(threads)),
+        ("int8 matrix peak", peak and peak.matrix_kernel, peak and peak.matrix(threads)),
     ):
         if value:
             rows.append(

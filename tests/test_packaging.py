@@ -126,7 +126,7 @@ def test_installed_copy_resolves_bundled_targets(venv, tmp_path):
     ).stdout.split("\n")
     assert lines[0].startswith(str(venv))  # the installed copy, not this checkout
     assert lines[1] == str(venv / "share" / "tvm_intsmooth" / "targets")
-    assert lines[2].split() == ["rpi4", "rpi5", "x86-64", "x86-avx2", "x86-vnni", "host"]
+    assert lines[2].split() == ["rpi4", "rpi5", "x86-64", "x86-amx", "x86-avx2", "x86-vnni", "host"]
     assert lines[3] == "4"
 
 
