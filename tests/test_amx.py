@@ -5,6 +5,7 @@ a cross-compiled build everywhere."""
 
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 
@@ -85,3 +86,18 @@ def test_amx_build_issues_tile_instructions():
     asm = lib.mod.inspect_source("asm")
     assert "tdpbusd" in asm and "ldtilecfg" in asm and "tileloadd" in asm
     assert "vpdpbusd" not in asm
+
+
+def test_refused_tile_state_stops_with_a_clear_message(monkeypatch):
+    """Where Linux refuses the tile state, the kernel stops at its permission check, before any
+    tile instruction, with an error that says what to do (a refusal is simulated by asking for
+    a state component that does not exist)."""
+    if platform.system() != "Linux" or not host_can_run("x86-vnni"):
+        pytest.skip("needs Linux on an AVX-512 x86-64 CPU to run an x86-amx build's prologue")
+    monkeypatch.setattr(amx, "XFEATURE_XTILEDATA", 99)
+    lib = amx_build(conv_func(16, 16, 32, 3, 1, 1, batch=2))
+    dev = tvm.cpu()
+    args = [np.zeros((2, 1, 32, 32, 16), "uint8"), np.zeros((1, 1, 3, 3, 4, 16, 4), "int8"),
+            np.zeros((2, 1, 32, 32, 16), "int32")]  # fmt: skip
+    with pytest.raises(Exception, match="rebuild for the target x86-vnni"):
+        lib["main"](*(tvm.runtime.tensor(a, dev) for a in args))

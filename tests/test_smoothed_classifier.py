@@ -215,6 +215,21 @@ def test_meta_json_is_the_typed_meta(artifact):
     assert SmoothedClassifier.load(artifact).meta == meta.to_dict()
 
 
+def test_artifact_this_machine_cannot_run_is_refused_up_front(artifact, monkeypatch):
+    """Its target's instructions (or AMX's grant) missing here: a clear error naming the
+    target and what to do, not an illegal instruction when a kernel runs."""
+    from tvm_intsmooth.runtime import host_library
+
+    target = ArtifactMeta.from_file(artifact).resolved_target
+    if target is None:
+        pytest.skip("this machine fits no bundled target: its artifacts are not checked")
+    monkeypatch.setattr(host_library, "host_can_run", lambda name: name != target)
+    with pytest.raises(IntSmoothError, match=f"built for {target}, which this machine cannot"):
+        SmoothedClassifier.load(artifact)
+    monkeypatch.setattr(host_library, "host_can_run", lambda name: True)
+    assert SmoothedClassifier.load(artifact).batch == 100
+
+
 def test_smoothed_module_is_integer_only(smoothed_by_batch):
     mod = smoothed_by_batch(7).mod
     assert check_integer_only(mod) == []

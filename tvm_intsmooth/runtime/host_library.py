@@ -20,7 +20,14 @@ import tvm
 from tvm_intsmooth.errors import IntSmoothError
 from tvm_intsmooth.pipeline.build import build, export
 from tvm_intsmooth.runtime.artifact import HOST_LIBRARY_FILE, ArtifactMeta
-from tvm_intsmooth.schedule.targets import TargetSpec, host_can_run, host_features, resolve_target
+from tvm_intsmooth.schedule.targets import (
+    TargetSpec,
+    host_can_run,
+    host_features,
+    host_target_name,
+    list_targets,
+    resolve_target,
+)
 
 # The bundled target of each architecture that every CPU of it runs.
 PORTABLE_TARGETS = {"x86_64": "x86-64", "aarch64": "rpi4"}
@@ -59,4 +66,20 @@ def verification_library(folder: str | Path, meta: ArtifactMeta) -> Path:
         "cannot check the counts that remote devices return. Compile the artifact on a "
         "machine of this architecture (compile adds a library for it), or pass --verify 0 to "
         "trust the servers' counts unchecked"
+    )
+
+
+def check_runs_here(folder: str | Path, meta: ArtifactMeta) -> None:
+    """An IntSmoothError, before anything runs, where this machine cannot run the artifact's
+    library: a bundled target whose instructions this CPU lacks (x86-vnni on an AVX2-only CPU:
+    it would die of an illegal instruction) or whose unit Linux does not grant (x86-amx), or
+    another architecture's. Target files of the user's own are not checked."""
+    name = meta.resolved_target or meta.target
+    if name not in list_targets() or name == "host" or host_can_run(name):
+        return
+    here = host_target_name() or "none of the bundled targets"
+    raise IntSmoothError(
+        f"artifact {folder}: built for {name}, which this machine cannot run (it runs {here}). "
+        "Compile it again here (intsmooth compile ... --target host), or run it on a device of "
+        "its target over TVM RPC (--rpc / --tracker)"
     )

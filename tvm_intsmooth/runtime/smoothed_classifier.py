@@ -30,7 +30,7 @@ from tvm_intsmooth.runtime.artifact import (
     keep_other_files,
 )
 from tvm_intsmooth.runtime.base import BaseSmoothedClassifier, check_start, check_u64
-from tvm_intsmooth.runtime.host_library import export_host_library
+from tvm_intsmooth.runtime.host_library import check_runs_here, export_host_library
 from tvm_intsmooth.schedule.database import ScheduleLookup
 from tvm_intsmooth.schedule.targets import resolve_target
 
@@ -175,7 +175,9 @@ class SmoothedClassifier(BaseSmoothedClassifier):
 
         The library's SHA-256 must be meta.json's, and the sigma, noise table, batch, shapes and
         clip policy compiled into it must be meta.json's; the TV bound is recomputed from them.
+        An artifact whose target this machine cannot run is refused before it runs.
         """
+        check_runs_here(path, ArtifactMeta.from_file(path))
         return cls.load_with(path, _load_here, threads=threads)
 
     @classmethod
