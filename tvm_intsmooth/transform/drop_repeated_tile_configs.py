@@ -21,6 +21,8 @@ import tvm_ffi
 from tvm import tirx
 from tvm.s_tir import SBlock, SBlockRealize
 
+from tvm_intsmooth.schedule.root_block import root_block, top_level, with_top_level
+
 CONFIG_BLOCK = "amx_tile_config"  # amx.config_block's name (FuseTIR appends a number)
 
 
@@ -78,10 +80,9 @@ def drop_repeated_configs(body: tirx.Stmt) -> tirx.Stmt:
 def drop_in_func(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """``func`` (s_tir form) with :func:`drop_repeated_configs` applied to the body of each
     top-level parallel loop of its root block."""
-    if not isinstance(func.body, SBlockRealize):
+    if root_block(func) is None:
         return func
-    root = func.body.block
-    loops = _flat(root.body)
+    loops = top_level(func)
     new = []
     for loop in loops:
         if isinstance(loop, tirx.For) and loop.kind == tirx.ForKind.PARALLEL:
@@ -92,10 +93,7 @@ def drop_in_func(func: tirx.PrimFunc) -> tirx.PrimFunc:
         new.append(loop)
     if all(a.same_as(b) for a, b in zip(new, loops, strict=True)):
         return func
-    block = SBlock([], [], [], root.name_hint, tirx.SeqStmt(new) if len(new) > 1 else new[0],
-                   None, list(root.alloc_buffers), list(root.match_buffers),
-                   root.annotations)  # fmt: skip
-    return tirx.PrimFunc(func.params, SBlockRealize([], True, block), func.ret_type, func.attrs)
+    return with_top_level(func, new)
 
 
 @tvm.transform.module_pass(opt_level=0, name="DropRepeatedTileConfigs")

@@ -31,8 +31,9 @@ import tvm
 import tvm.sym as arith
 import tvm_ffi
 from tvm import relax, tirx
-from tvm.s_tir import SBlock, SBlockRealize
+from tvm.s_tir import SBlockRealize
 
+from tvm_intsmooth.schedule.root_block import root_block, top_level, with_top_level
 from tvm_intsmooth.transform.canonical_forms import op_name, use_counts
 
 GROUP_PREFIX = "per_sample"
@@ -47,22 +48,13 @@ class SampleKernel:
     same_sample_params: frozenset[int]
 
 
-def _root(func: tirx.PrimFunc) -> SBlock | None:
-    body = func.body
-    return body.block if isinstance(body, SBlockRealize) else None
-
-
-def _statements(stmt: tirx.Stmt) -> list[tirx.Stmt]:
-    return list(stmt.seq) if isinstance(stmt, tirx.SeqStmt) else [stmt]
-
-
 def sample_loops(func: tirx.PrimFunc, batch: int) -> list[tirx.For] | None:
     """The top-level loops of ``func`` (s_tir form), if every top-level statement is a parallel
     loop from 0 over a multiple of ``batch``; else None."""
-    root = _root(func)
+    root = root_block(func)
     if root is None or root.match_buffers:
         return None
-    loops = _statements(root.body)
+    loops = top_level(func)
     for loop in loops:
         if not (
             isinstance(loop, tirx.For)
@@ -149,7 +141,7 @@ def sample_kernel(func: tirx.PrimFunc, num_outputs: int) -> SampleKernel | None:
     loops = None if batch is None else sample_loops(func, batch)
     if loops is None:
         return None
-    root = _root(func)
+    root = root_block(func)
     same: dict = {}
     loops_using: dict = {}
     for loop in loops:
@@ -210,19 +202,7 @@ def merge_sample_loops(func: tirx.PrimFunc, batch: int) -> tirx.PrimFunc:
         tirx.ForKind.PARALLEL,
         tirx.SeqStmt(parts) if len(parts) > 1 else parts[0],
     )
-    root = _root(func)
-    block = SBlock(
-        [],
-        [],
-        [],
-        root.name_hint,
-        merged,
-        None,
-        list(root.alloc_buffers),
-        list(root.match_buffers),
-        root.annotations,
-    )
-    new = tirx.PrimFunc(func.params, SBlockRealize([], True, block), func.ret_type, func.attrs)
+    new = with_top_level(func, [merged])
     return new.with_attr("tirx.is_scheduled", True)
 
 

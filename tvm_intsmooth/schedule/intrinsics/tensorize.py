@@ -151,7 +151,7 @@ def tensorize_blocked_conv(
     else:
         sch.reorder(ow_o, kh, ico, icf, kw, ow_i, ocb_o, ocb_i, ics)
     if epilogue is not None:
-        _schedule_epilogue(sch, epilogue, ow_o, high)
+        schedule_epilogue(sch, epilogue, ow_o, high)
     if pad is not None:  # one padded image per sample, in a local buffer (L1)
         sch.compute_at(pad, n)
         sch.set_scope(pad, 0, data_scope)
@@ -178,7 +178,7 @@ def _dense(sch, rv, loops, extents, intrin, name, epilogue, parallel, high) -> N
     ocb_o, ocb_i = sch.split(ocb, [None, intrin.lanes])
     sch.reorder(n_o, occ_o, oh, ow, kh, kw, ico, icf, occ_i, n_i, ocb_o, ocb_i, ics)
     if epilogue is not None:
-        _schedule_epilogue(sch, epilogue, ow, high)
+        schedule_epilogue(sch, epilogue, ow, high)
     outer = sch.fuse(n_o, occ_o)
     if parallel:
         sch.parallel(outer)
@@ -188,7 +188,7 @@ def _dense(sch, rv, loops, extents, intrin, name, epilogue, parallel, high) -> N
     sch.tensorize(ocb_i, name)
 
 
-def _schedule_epilogue(sch: s_tir.Schedule, epilogue, loop, high: str | None) -> None:
+def schedule_epilogue(sch: s_tir.Schedule, epilogue, loop, high: str | None) -> None:
     """Compute the epilogue under ``loop`` (per register tile): its blocks in order, all but
     the last into tile-sized scratch buffers (registers), each vectorized over the 16 lanes; a
     high product of the int32 requantization (``requantize_high``) as the ``high`` intrinsic

@@ -14,10 +14,10 @@ from __future__ import annotations
 import tvm
 import tvm.sym as arith
 from tvm import s_tir, tirx
-from tvm.s_tir import SBlock, SBlockRealize
 
 from tvm_intsmooth.schedule.intrinsics import amx
-from tvm_intsmooth.schedule.intrinsics.tensorize import _schedule_epilogue
+from tvm_intsmooth.schedule.intrinsics.tensorize import schedule_epilogue
+from tvm_intsmooth.schedule.root_block import top_level, with_top_level
 
 
 def _static(extent) -> int | None:
@@ -73,7 +73,7 @@ def tensorize_amx_conv(sch: s_tir.Schedule, conv, epilogue=None, pad=None, high=
     ow_o, ow_i = sch.split(ow, [None, rows])
     sch.reorder(ow_o, ow_i, ocb, ry, rx, rc, rg, ri)
     if epilogue is not None:
-        _schedule_epilogue(sch, epilogue, ow_o, high)
+        schedule_epilogue(sch, epilogue, ow_o, high)
     data_scope = "global"
     if pad is not None:  # one padded image per sample, in a local buffer
         sch.compute_at(pad, n)
@@ -89,17 +89,11 @@ def tensorize_amx_conv(sch: s_tir.Schedule, conv, epilogue=None, pad=None, high=
 def with_tile_config(func: tirx.PrimFunc, rows: int, kw: int) -> tirx.PrimFunc:
     """``func`` (scheduled: top-level loops in its root block) with :func:`.amx.config_block`
     first in the body of each top-level parallel loop."""
-    root = func.body.block
-    body = root.body
-    loops = list(body.seq) if isinstance(body, tirx.SeqStmt) else [body]
     out = []
-    for loop in loops:
+    for loop in top_level(func):
         if isinstance(loop, tirx.For) and loop.kind == tirx.ForKind.PARALLEL:
             inner = tirx.SeqStmt([amx.config_block(rows, kw), loop.body])
             loop = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, inner,
                             annotations=loop.annotations)  # fmt: skip
         out.append(loop)
-    block = SBlock([], [], [], root.name_hint, tirx.SeqStmt(out) if len(out) > 1 else out[0],
-                   None, list(root.alloc_buffers), list(root.match_buffers),
-                   root.annotations)  # fmt: skip
-    return tirx.PrimFunc(func.params, SBlockRealize([], True, block), func.ret_type, func.attrs)
+    return with_top_level(func, out)

@@ -1,0 +1,33 @@
+"""The root block of a PrimFunc in block form: its top-level statements, read and replaced.
+
+A scheduled kernel holds its loop nests in one root block. The rewrites that run after
+scheduling (FuseSampleLoops, DropRepeatedTileConfigs, the AMX schedule's tile configuration)
+change those top-level statements and rebuild the function around them, the root's buffers,
+annotations and the function's attributes kept.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.s_tir import SBlock, SBlockRealize
+
+
+def root_block(func: tirx.PrimFunc) -> SBlock | None:
+    """The root block of ``func``, or None where its body is not one (a hand-written kernel)."""
+    body = func.body
+    return body.block if isinstance(body, SBlockRealize) else None
+
+
+def top_level(func: tirx.PrimFunc) -> list[tirx.Stmt]:
+    """The statements of ``func``'s root block, in order (``func`` must have one)."""
+    body = root_block(func).body
+    return list(body.seq) if isinstance(body, tirx.SeqStmt) else [body]
+
+
+def with_top_level(func: tirx.PrimFunc, statements: list[tirx.Stmt]) -> tirx.PrimFunc:
+    """``func`` with its root block's statements replaced by ``statements``."""
+    root = root_block(func)
+    body = tirx.SeqStmt(statements) if len(statements) > 1 else statements[0]
+    block = SBlock([], [], [], root.name_hint, body, None, list(root.alloc_buffers),
+                   list(root.match_buffers), root.annotations)  # fmt: skip
+    return tirx.PrimFunc(func.params, SBlockRealize([], True, block), func.ret_type, func.attrs)
