@@ -137,14 +137,18 @@ def _impl(rows: int, kh: int, kw: int, cb: int, stride: int, a_scope: str, c_sco
             T.reads(C[0:rows, 0:16], A[0:cb, 0:kh, 0:span, 0:16],
                     B[0:cb, 0:kh, 0:kw, 0:4, 0:16, 0:4])  # fmt: skip
             T.writes(C[0:rows, 0:16])
-            T.evaluate(_call("llvm.x86.tileloadd64", T.int8(ACC), C.access_ptr("r"), T.int64(64)))
+            # Pointers as address_of(element), not access_ptr: once FuseSampleLoops has put
+            # several kernels in one function, TVM merges their stack buffers of different
+            # dtypes into one allocation, and a typed access_ptr then fails to lower.
+            accumulators = T.address_of(C[0, 0])
+            T.evaluate(_call("llvm.x86.tileloadd64", T.int8(ACC), accumulators, T.int64(64)))
             for y, block in T.grid(kh, cb):
-                data = A.access_ptr("r", offset=block * A.strides[0] + y * A.strides[1])
-                weights = B.access_ptr("r", offset=block * B.strides[0] + y * weight_rows)
+                data = T.address_of(A[block, y, 0, 0])
+                weights = T.address_of(B[block, y, 0, 0, 0, 0])
                 T.evaluate(_call("llvm.x86.tileloadd64", T.int8(DATA), data, T.int64(row_bytes)))
                 T.evaluate(_call("llvm.x86.tileloadd64", T.int8(WEIGHT), weights, T.int64(64)))
                 T.evaluate(_call("llvm.x86.tdpbusd", T.int8(ACC), T.int8(DATA), T.int8(WEIGHT)))
-            T.evaluate(_call("llvm.x86.tilestored64", T.int8(ACC), C.access_ptr("w"), T.int64(64)))
+            T.evaluate(_call("llvm.x86.tilestored64", T.int8(ACC), accumulators, T.int64(64)))
 
     return impl
 
@@ -209,6 +213,6 @@ def config_block(rows: int, kw: int) -> tvm.tirx.Stmt:
             config[13] = T.int32(w[13])
             config[14] = T.int32(w[14])
             config[15] = T.int32(w[15])
-            T.evaluate(_call("llvm.x86.ldtilecfg", config.access_ptr("r")))
+            T.evaluate(_call("llvm.x86.ldtilecfg", T.address_of(config[0])))
 
     return setup.body
