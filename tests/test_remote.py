@@ -211,10 +211,11 @@ def test_bench_local_and_on_x86_server(artifacts):
 # --- certify over RPC and a tracker --------------------------------------------------------
 
 
-def certify_args(artifact, data, out, *extra, max_images=10):
-    """Certify with n = 512: about 2 s per image on an emulated Pi, a blink on x86."""
+def certify_args(artifact, data, out, *extra, max_images=10, n=512):
+    """Certify with n = 512: 0.2-2 s per image on an emulated Pi (the machines differ), a blink
+    on x86."""
     return [
-        "certify", artifact, "--data", data, "--max-images", max_images, "--n0", 8, "--n", 512,
+        "certify", artifact, "--data", data, "--max-images", max_images, "--n0", 8, "--n", n,
         "--seed", SEED, "-o", out, *extra,
     ]  # fmt: skip
 
@@ -313,15 +314,19 @@ def test_tracker_run_survives_a_killed_pi(artifacts, qdq_data, emulated, local_r
     out = tmp_path / "killed.tsv"
     first, second = emulated["tracker_pis"]
     tracker = "{}:{}".format(*emulated["tracker"])
-    args = certify_args(artifacts["qdq", "rpi4"], qdq_data, out, "--tracker", tracker)
-    args += ["--key", "rpi"]
-    # Both Pis start together and finish their first images (about 2 s each) close together,
-    # so at the first row the Pi to kill may be between two images, holding none; half an
-    # image later it is inside its next one, which must go back.
-    proc = run_and_strike(args, out, first.kill, after=1.0)
+    # n = 4096: an image takes 8x longer than in the other runs (1.6-16 s on an emulated Pi), so
+    # that the Pi to kill is inside an image at the strike on any machine: both Pis finish
+    # their first images close together, so at the first row it may be between two images,
+    # holding none; 0.3 s later it holds its next one, which must go back.
+    longer = {"max_images": 6, "n": 4096}
+    local = tmp_path / "local.tsv"
+    done = intsmooth(*certify_args(artifacts["qdq", "host"], qdq_data, local, **longer))
+    assert done.returncode == 0, done.stderr
+    args = certify_args(artifacts["qdq", "rpi4"], qdq_data, out, "--tracker", tracker, **longer)
+    proc = run_and_strike(args + ["--key", "rpi"], out, first.kill, after=0.3)
     assert proc.returncode == 0, proc.stderr
     assert "dropped" in proc.stderr and "goes back" in proc.stderr, proc.stderr
-    assert rows(out) == local_rows
+    assert rows(out) == rows(local)
 
     out = tmp_path / "last.tsv"
     args = certify_args(artifacts["qdq", "rpi4"], qdq_data, out, "--tracker", tracker)
