@@ -64,7 +64,6 @@ KERNELS = [
     Kernel("smull_s8s8", "aarch64", frozenset({"neon"}), "SMULL_MACS", "int8", "smull+sadalp", 16),
     Kernel("neon_f32", "aarch64", frozenset({"neon"}), "NEON_F32_MACS", "fp32", "fmla", 4),
 ]  # fmt: skip
-KERNEL_BY_NAME = {k.name: k for k in KERNELS}
 
 
 @dataclass
@@ -201,8 +200,9 @@ def measure_peak(
             }
     peak.load_after = os.getloadavg()
     for kind in ("int8", "fp32"):
-        names = [k.name for k in KERNELS if k.kind == kind and k.name in peak.gmacs]
-        names = [n for n in names if not KERNEL_BY_NAME[n].matrix]
+        names = [
+            k.name for k in KERNELS if k.kind == kind and not k.matrix and k.name in peak.gmacs
+        ]
         if names:
             best = max(names, key=lambda n: peak.gmacs[n][min(threads)])
             setattr(peak, f"{kind}_kernel", best)

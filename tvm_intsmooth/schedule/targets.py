@@ -123,13 +123,13 @@ def host_num_cores() -> int:
 
 # Bundled targets a host may resolve to, best first, with the CPU features (LLVM names) that the
 # file's mcpu lets LLVM use in the kernels: a host qualifies only if it has all of them.
+_VNNI = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni", "avx2", "fma",
+         "bmi2"}  # fmt: skip
 _HOST_CHOICES = {
     "x86_64": [
-        ("x86-amx", {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni",
-                     "avx2", "fma", "bmi2", "avx512vbmi", "avx512vbmi2", "avx512bf16",
-                     "avx512fp16", "amx-tile", "amx-int8"}),
-        ("x86-vnni", {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512vnni",
-                      "avx2", "fma", "bmi2"}),
+        ("x86-amx", _VNNI | {"avx512vbmi", "avx512vbmi2", "avx512bf16", "avx512fp16", "amx-tile",
+                             "amx-int8"}),
+        ("x86-vnni", _VNNI),
         ("x86-avx2", {"avx2", "fma", "bmi", "bmi2", "f16c", "movbe"}),
         ("x86-64", set()),
     ],
@@ -142,10 +142,10 @@ _CPUINFO_TO_LLVM = {"avx512_vnni": "avx512vnni", "bmi1": "bmi", "asimd": "neon",
                     "amx_tile": "amx-tile", "amx_int8": "amx-int8"}  # fmt: skip
 
 
-def _os_grants(name: str) -> bool:
-    """Whether the OS lets this process use the units that target ``name`` needs beyond the
-    CPU's flags: Linux hands out AMX's tile state only on request."""
-    if name != "x86-amx":
+def _os_grants(needed: set[str]) -> bool:
+    """Whether the OS lets this process use the units behind the CPU features ``needed``:
+    Linux hands out AMX's tile state only on request."""
+    if "amx-tile" not in needed:
         return True
     from tvm_intsmooth.schedule.intrinsics.amx import granted
 
@@ -202,7 +202,7 @@ def host_target_name(arch: str | None = None, features: set[str] | None = None) 
     if this_machine:
         arch, features = host_features()
     for name, needed in _HOST_CHOICES.get(arch or "", []):
-        if needed <= features and (not this_machine or _os_grants(name)):
+        if needed <= features and (not this_machine or _os_grants(needed)):
             return name
     return None
 
@@ -211,8 +211,10 @@ def host_can_run(name: str) -> bool:
     """Whether this machine's CPU has every feature that the bundled target ``name`` needs
     (``x86-vnni`` on an AVX2-only CPU: False)."""
     arch, features = host_features()
-    choices = _HOST_CHOICES.get(arch or "", [])
-    return any(n == name and needed <= features for n, needed in choices) and _os_grants(name)
+    return any(
+        n == name and needed <= features and _os_grants(needed)
+        for n, needed in _HOST_CHOICES.get(arch or "", [])
+    )
 
 
 def host_target_spec() -> TargetSpec:

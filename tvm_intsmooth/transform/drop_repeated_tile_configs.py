@@ -21,9 +21,8 @@ import tvm_ffi
 from tvm import tirx
 from tvm.s_tir import SBlock, SBlockRealize
 
-from tvm_intsmooth.schedule.root_block import root_block, top_level, with_top_level
-
-CONFIG_BLOCK = "amx_tile_config"  # amx.config_block's name (FuseTIR appends a number)
+from tvm_intsmooth.schedule.intrinsics.amx import CONFIG_BLOCK  # FuseTIR appends a number
+from tvm_intsmooth.schedule.root_block import with_parallel_bodies
 
 
 def _is_config(stmt: tirx.Stmt) -> bool:
@@ -65,10 +64,11 @@ def drop_repeated_configs(body: tirx.Stmt) -> tirx.Stmt:
     kept, last, dropped = [], None, False
     for stmt in _flat(body):
         if _is_config(stmt):
-            if _config(stmt) == last:
+            config = _config(stmt)
+            if config == last:
                 dropped = True
                 continue
-            last = _config(stmt)
+            last = config
         elif _holds_config(stmt):
             last = None
         kept.append(stmt)
@@ -80,20 +80,7 @@ def drop_repeated_configs(body: tirx.Stmt) -> tirx.Stmt:
 def drop_in_func(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """``func`` (s_tir form) with :func:`drop_repeated_configs` applied to the body of each
     top-level parallel loop of its root block."""
-    if root_block(func) is None:
-        return func
-    loops = top_level(func)
-    new = []
-    for loop in loops:
-        if isinstance(loop, tirx.For) and loop.kind == tirx.ForKind.PARALLEL:
-            body = drop_repeated_configs(loop.body)
-            if not body.same_as(loop.body):
-                loop = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, body,
-                                annotations=loop.annotations)  # fmt: skip
-        new.append(loop)
-    if all(a.same_as(b) for a, b in zip(new, loops, strict=True)):
-        return func
-    return with_top_level(func, new)
+    return with_parallel_bodies(func, drop_repeated_configs)
 
 
 @tvm.transform.module_pass(opt_level=0, name="DropRepeatedTileConfigs")

@@ -201,7 +201,7 @@ def schedule_blocked_conv(func: tirx.PrimFunc, target: tvm.target.Target) -> tir
 
         high = high_intrin_for(target)
         epilogue, pad = _epilogue(sch, high is not None), _find_block(sch, "data_pad")
-        tensorize_amx_conv(sch, conv, epilogue, pad, high)
+        tensorize_amx_conv(sch, conv, amx_shape, epilogue, pad, high)
         rows, _, kw, _, _ = amx_shape
         return with_tile_config(sch.mod["main"], rows, kw).with_attr("tirx.is_scheduled", True)
     if tensorize_conv(sch, conv, target):

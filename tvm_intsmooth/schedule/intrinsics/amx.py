@@ -42,6 +42,7 @@ GROUP = 4  # bytes per dot product (input channels per group of the packed weigh
 MAX_ROWS = 16
 # The tiles of a conv kernel: accumulators, data, weights.
 ACC, DATA, WEIGHT = 0, 1, 2
+CONFIG_BLOCK = "amx_tile_config"  # the name of config_block's block
 
 SYS_ARCH_PRCTL = 158  # x86-64
 ARCH_REQ_XCOMP_PERM = 0x1023
@@ -188,7 +189,7 @@ def config_block(rows: int, kw: int) -> tvm.tirx.Stmt:
 
     @T.prim_func(s_tir=True)
     def setup():
-        with T.sblock("amx_tile_config"):
+        with T.sblock(CONFIG_BLOCK):
             T.reads()
             T.writes()
             status = T.call_extern(

@@ -23,7 +23,8 @@ __all__ = ["tensorize_blocked_conv", "tile_candidates", "tile_shape"]
 _SPATIAL, _REDUCE = 0, 2  # IterVar kinds as s_tir reports them (data-parallel, comm-reduce)
 
 
-def _static(extent) -> int | None:
+def static_extent(extent) -> int | None:
+    """A loop or iterator extent as an int, None where it is symbolic."""
     return int(extent) if isinstance(extent, (int, tirx.IntImm)) else None
 
 
@@ -219,7 +220,7 @@ def _checked_loops(sch: s_tir.Schedule, rv, intrin: KernelIntrin) -> tuple[list,
     iters = sch.get(rv).iter_vars
     kinds = [int(iv.iter_type) for iv in iters]
     # the batch may be symbolic; the lanes, the inner reduction (and ow, to be split) are not
-    extents = [_static(iv.dom.extent) for iv in iters]
+    extents = [static_extent(iv.dom.extent) for iv in iters]
     if kinds != [_SPATIAL] * 5 + [_REDUCE] * 5 or len(loops) != 10:
         raise IntSmoothError(
             f"tensorize_blocked_conv: block {sch.get(rv).name_hint!r} is not a blocked conv "

@@ -16,12 +16,8 @@ import tvm.sym as arith
 from tvm import s_tir, tirx
 
 from tvm_intsmooth.schedule.intrinsics import amx
-from tvm_intsmooth.schedule.intrinsics.tensorize import schedule_epilogue
-from tvm_intsmooth.schedule.root_block import top_level, with_top_level
-
-
-def _static(extent) -> int | None:
-    return int(extent) if isinstance(extent, tirx.IntImm) else None
+from tvm_intsmooth.schedule.intrinsics.tensorize import schedule_epilogue, static_extent
+from tvm_intsmooth.schedule.root_block import with_parallel_bodies
 
 
 def _data_steps(sch: s_tir.Schedule, conv) -> tuple[int, int] | None:
@@ -51,7 +47,7 @@ def _data_steps(sch: s_tir.Schedule, conv) -> tuple[int, int] | None:
 def amx_tile_shape(sch: s_tir.Schedule, conv) -> tuple[int, int, int, int, int] | None:
     """``(rows, kh, kw, input blocks, stride)`` of the conv's AMX tile, or None where the conv
     has none (:func:`.amx.fits`; dilation other than 1; symbolic extents)."""
-    extents = [_static(iv.dom.extent) for iv in sch.get(conv).iter_vars]
+    extents = [static_extent(iv.dom.extent) for iv in sch.get(conv).iter_vars]
     if len(extents) != 10 or None in extents[1:]:
         return None
     _, _, _, width, lanes, kh, kw, cb, _, inner = extents
@@ -61,13 +57,12 @@ def amx_tile_shape(sch: s_tir.Schedule, conv) -> tuple[int, int, int, int, int] 
     return amx.tile_rows(width), kh, kw, cb, steps[0]
 
 
-def tensorize_amx_conv(sch: s_tir.Schedule, conv, epilogue=None, pad=None, high=None) -> bool:
-    """Give the conv block (``conv2d_NCHWc_int8``, uint8 data) the AMX schedule; False, nothing
-    changed, where it has no AMX tile (:func:`amx_tile_shape`). ``epilogue``, ``pad`` and
-    ``high`` as for :func:`.tensorize.tensorize_blocked_conv`."""
-    shape = amx_tile_shape(sch, conv)
-    if shape is None:
-        return False
+def tensorize_amx_conv(
+    sch: s_tir.Schedule, conv, shape: tuple, epilogue=None, pad=None, high=None
+) -> None:
+    """Give the conv block (``conv2d_NCHWc_int8``, uint8 data) the AMX schedule of its tile
+    ``shape`` (:func:`amx_tile_shape`). ``epilogue``, ``pad`` and ``high`` as for
+    :func:`.tensorize.tensorize_blocked_conv`."""
     rows, kh, kw, cb, stride = shape
     n, occ, oh, ow, ocb, ry, rx, rc, rg, ri = sch.get_loops(conv)
     ow_o, ow_i = sch.split(ow, [None, rows])
@@ -83,17 +78,9 @@ def tensorize_amx_conv(sch: s_tir.Schedule, conv, epilogue=None, pad=None, high=
     sch.parallel(n)
     sch.decompose_reduction(conv, ow_i)
     sch.tensorize(ow_i, amx.conv_tile_intrin(rows, kh, kw, cb, stride, data_scope))
-    return True
 
 
 def with_tile_config(func: tirx.PrimFunc, rows: int, kw: int) -> tirx.PrimFunc:
     """``func`` (scheduled: top-level loops in its root block) with :func:`.amx.config_block`
     first in the body of each top-level parallel loop."""
-    out = []
-    for loop in top_level(func):
-        if isinstance(loop, tirx.For) and loop.kind == tirx.ForKind.PARALLEL:
-            inner = tirx.SeqStmt([amx.config_block(rows, kw), loop.body])
-            loop = tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, inner,
-                            annotations=loop.annotations)  # fmt: skip
-        out.append(loop)
-    return with_top_level(func, out)
+    return with_parallel_bodies(func, lambda body: tirx.SeqStmt([amx.config_block(rows, kw), body]))
