@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tvm
 from intrinsics_conv import blocked_conv
+from tvm.script import ir as I
 from tvm.script import tirx as T
 
 from tvm_intsmooth import compat
@@ -134,6 +135,75 @@ def test_stock_intrinsics_load_alone_under_their_own_name():
     module = load_stock_intrinsics("x86")
     assert module.__name__ == "tvm.s_tir.tensor_intrin.x86"
     assert load_stock_intrinsics("x86") is module
+
+
+def _both_stacks():
+    return compat._frame_stack(), inspect.stack()
+
+
+def test_frame_stack_is_inspect_stack_without_the_module_lookup():
+    ours, stock = _both_stacks()
+    assert len(ours) == len(stock) > 5
+    assert ours[0].frame is stock[0].frame and ours[0].function == "_both_stacks"
+    for a, b in zip(ours, stock, strict=True):
+        assert (a.frame, a.filename, a.lineno, a.function) == (
+            b.frame,
+            b.filename,
+            b.lineno,
+            b.function,
+        )
+        assert a.code_context == b.code_context and a.index == b.index
+
+
+def test_tvm_script_entries_still_capture_the_whole_stack():
+    """fast_tvmscript_stack exists because T.prim_func and I.ir_module call inspect.stack(): when
+    upstream stops, drop it."""
+    from tvm.script.parser.ir import entry as ir_entry
+    from tvm.tirx.script.parser import entry as tir_entry
+
+    assert "inspect.stack()" in inspect.getsource(tir_entry.prim_func)
+    assert "inspect.stack()" in inspect.getsource(ir_entry.ir_module)
+
+
+def _parse_with_a_closure(scale: int):
+    @T.prim_func(private=True)
+    def times(a: T.Buffer((4,), "int32"), b: T.Buffer((4,), "int32")):
+        for i in range(4):
+            b[i] = a[i] * scale
+
+    @I.ir_module
+    class Module:
+        @T.prim_func
+        def plus(a: T.Buffer((4,), "int32"), b: T.Buffer((4,), "int32")):
+            for i in range(4):
+                b[i] = a[i] + scale
+
+    return times, Module
+
+
+def test_tvm_script_parses_the_same_without_looking_up_modules(monkeypatch):
+    from tvm.script.parser.ir import entry as ir_entry
+    from tvm.tirx.script.parser import entry as tir_entry
+
+    compat.fast_tvmscript_stack()
+    compat.fast_tvmscript_stack()  # idempotent
+    assert isinstance(tir_entry.inspect, compat._FastStackInspect)
+    with monkeypatch.context() as stock:
+        stock.setattr(tir_entry, "inspect", inspect)
+        stock.setattr(ir_entry, "inspect", inspect)
+        expected = _parse_with_a_closure(3)
+
+    stock_getmodule = inspect.getmodule
+
+    def no_frame_lookup(obj, *args):  # the scan of every module was per frame of the stack
+        assert not inspect.isframe(obj), "inspect.getmodule called for a frame"
+        return stock_getmodule(obj, *args)
+
+    monkeypatch.setattr(inspect, "getmodule", no_frame_lookup)
+    times, module = _parse_with_a_closure(3)
+    tvm.ir.assert_structural_equal(times, expected[0])
+    tvm.ir.assert_structural_equal(module, expected[1])
+    assert "3" in module.script()
 
 
 def test_tvm_still_logs_tensorize_failures_to_fd_2():

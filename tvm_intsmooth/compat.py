@@ -7,6 +7,9 @@ then be dropped.
 
 - :func:`load_stock_intrinsics`: TVM's x86 / arm_cpu tensor-intrinsic modules loaded one by one
   by file path (``import tvm.s_tir.tensor_intrin`` parses every ISA's intrinsics: a minute).
+- :func:`fast_tvmscript_stack`: TVMScript's ``T.prim_func`` / ``I.ir_module`` capture the caller's
+  stack with ``inspect.stack()``, whose cost grows with stack depth x loaded modules (seconds
+  per function inside a deep import of a large process): replaced by a direct frame walk.
 - :func:`replace_stock_intrinsic`: our VNNI ``vpdpbusd`` intrinsic registered under TVM's name
   ``dot_16x4_vnni`` (TVM 0.27's passes ``16 x i32`` where LLVM 22 takes ``64 x i8``).
 - :func:`filtered_stderr`: drops MetaSchedule's C++ "Tensorize failed" warnings from fd 2.
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
+import linecache
 import os
 import re
 import sys
@@ -84,6 +89,7 @@ def load_stock_intrinsics(name: str) -> ModuleType:
     import tvm.s_tir
 
     check_tvm_version("load_stock_intrinsics")
+    fast_tvmscript_stack()  # the module parses its intrinsics as it runs
     full = f"{_PACKAGE}.{name}"
     if full not in sys.modules:
         path = f"{tvm.s_tir.__path__[0]}/tensor_intrin/{name}.py"
@@ -105,6 +111,60 @@ def replace_stock_intrinsic(name: str, desc, impl) -> None:
 
     check_tvm_version("replace_stock_intrinsic")
     TensorIntrin.register(name, desc, impl, override=True)
+
+
+# -- TVMScript's stack capture ---------------------------------------------------------------
+_SCRIPT_ENTRIES = ("tvm.tirx.script.parser.entry", "tvm.script.parser.ir.entry")
+
+
+def _frame_stack(context: int = 1) -> list[inspect.FrameInfo]:
+    """``inspect.stack(context)`` for TVMScript's entry points, without its per-frame module
+    lookup: the same frames, file names, line numbers, function names, and the frame's own line
+    as context (what TVMScript reads: ``is_defined_in_class`` looks for a class decorator there).
+
+    ``inspect.stack()`` resolves each frame's module, and for a frame whose file does not exist
+    (``<frozen importlib._bootstrap>``, TVMScript's ``<ast>``) it scans every loaded module, several
+    times per frame: inside a deep import chain of a process with ~2,300 modules (TVM, ONNX
+    Runtime, PyTorch) that was about 0.3 s per parsed function: 62 s to import
+    tvm_intsmooth.runtime on a 2-core AMD EPYC (Zen 3), 6 s with this.
+    """
+    infos = []
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        line = linecache.getline(code.co_filename, frame.f_lineno) if context > 0 else ""
+        infos.append(
+            inspect.FrameInfo(
+                frame,
+                code.co_filename,
+                frame.f_lineno,
+                code.co_name,
+                [line] if line else None,
+                0 if line else None,
+            )
+        )
+        frame = frame.f_back
+    return infos
+
+
+class _FastStackInspect(ModuleType):
+    """The ``inspect`` module as TVMScript's entry modules see it, with :func:`_frame_stack`."""
+
+    stack = staticmethod(_frame_stack)
+
+    def __getattr__(self, name: str):
+        return getattr(inspect, name)
+
+
+def fast_tvmscript_stack() -> None:
+    """Give TVMScript's parser entry points (``T.prim_func``, ``I.ir_module``) a stack capture
+    whose cost does not grow with the number of loaded modules (:func:`_frame_stack`).
+    Idempotent; imports TVM's TVMScript parser."""
+    for name in _SCRIPT_ENTRIES:
+        module = importlib.import_module(name)
+        if not isinstance(module.inspect, _FastStackInspect):
+            check_tvm_version("fast_tvmscript_stack")
+            module.inspect = _FastStackInspect("inspect")
 
 
 HARMLESS = (re.compile(rb"rewrite_tensorize\.cc:\d+: Warning: Tensorize failed"),)

@@ -22,6 +22,7 @@ ours. TVM has no rule for AVX2 int8: tune with
 ``MultiLevelTilingWithIntrin(intrin_name=tensor_intrin_for("x86-avx2").name, ...)``.
 """
 
+from tvm_intsmooth import compat
 from tvm_intsmooth.schedule.intrinsics import arm, x86
 from tvm_intsmooth.schedule.intrinsics.lookup import (
     BLOCK_LANES,
@@ -31,6 +32,7 @@ from tvm_intsmooth.schedule.intrinsics.lookup import (
 )
 from tvm_intsmooth.schedule.intrinsics.tensorize import tensorize_blocked_conv
 
+compat.fast_tvmscript_stack()  # before parsing ~100 TVMScript functions, often deep in an import
 x86.register()
 arm.register()
 
