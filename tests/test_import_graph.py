@@ -5,6 +5,8 @@ import still couples the two modules."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,12 @@ def test_the_checks_see_a_lazy_cycle_and_an_upward_import(scratch_package):
     graph = import_graph(scratch_package)
     assert cycles(graph) == [["tvm_intsmooth.runtime.a", "tvm_intsmooth.runtime.b"]]
     assert upward_imports(graph) == ["tvm_intsmooth.certify.c -> tvm_intsmooth.runtime.a"]
+
+
+def test_loading_artifacts_does_not_parse_the_tensor_intrinsics():
+    """Importing the intrinsics package parses and registers every tensor intrinsic (1-2 s of
+    TVMScript); the runtime (every CLI process, every tuning worker) must not pay it."""
+    code = "import sys, tvm_intsmooth.runtime, tvm_intsmooth.pipeline.tune\n"
+    code += "print(sorted(m for m in sys.modules if m.startswith('tvm_intsmooth.schedule.intr')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -21,12 +21,19 @@ import tvm_ffi
 from tvm import tirx
 from tvm.s_tir import SBlock, SBlockRealize
 
-from tvm_intsmooth.schedule.intrinsics.amx import CONFIG_BLOCK  # FuseTIR appends a number
 from tvm_intsmooth.schedule.root_block import with_parallel_bodies
 
 
+def _is_config_block(block: SBlock) -> bool:
+    # imported here, not at the top: importing the intrinsics package parses every intrinsic
+    # (1-2 s), which a process that only loads artifacts (or a tuning worker) must not pay
+    from tvm_intsmooth.schedule.intrinsics.amx import CONFIG_BLOCK
+
+    return block.name_hint.startswith(CONFIG_BLOCK)  # FuseTIR appends a number
+
+
 def _is_config(stmt: tirx.Stmt) -> bool:
-    return isinstance(stmt, SBlockRealize) and stmt.block.name_hint.startswith(CONFIG_BLOCK)
+    return isinstance(stmt, SBlockRealize) and _is_config_block(stmt.block)
 
 
 def _config(stmt: tirx.Stmt) -> tuple[int, ...]:
@@ -45,7 +52,7 @@ def _holds_config(stmt: tirx.Stmt) -> bool:
     found = []
 
     def visit(node) -> None:
-        if isinstance(node, SBlock) and node.name_hint.startswith(CONFIG_BLOCK):
+        if isinstance(node, SBlock) and _is_config_block(node):
             found.append(node)
 
     tvm_ffi.structural_walk(stmt, visit, order="pre")
